@@ -1,0 +1,38 @@
+"""How producers hand a shard to the workers: the RQ queue and the drain job, by name.
+
+`events` never imports `workers`; it names the job by its import path, which
+RQ resolves in the worker process. Jobs carry only a shard number, serialized
+as JSON — never pickled data from pages.
+"""
+
+from __future__ import annotations
+
+from redis import Redis
+from rq import Queue, Retry
+from rq.serializers import JSONSerializer
+
+from .wire import Keys
+
+DRAIN_JOB = "workers.drain.drain_shard"
+# Backoff when the database is unreachable: the events wait in Redis meanwhile.
+RETRY_INTERVALS_S = [1, 2, 5, 10, 30, 60]
+DRAIN_TIMEOUT_S = 600
+
+
+def drain_queue(redis: Redis, keys: Keys) -> Queue:
+    """The RQ queue drain jobs for this installation go through (JSON serializer only)."""
+    return Queue(keys.queue, connection=redis, serializer=JSONSerializer)
+
+
+def enqueue_drain(queue: Queue, shard: int, *, pipeline=None):
+    """Enqueue one `drain_shard(shard)` job, retried with backoff if it fails."""
+    return queue.enqueue(
+        DRAIN_JOB,
+        shard,
+        retry=Retry(max=len(RETRY_INTERVALS_S), interval=RETRY_INTERVALS_S),
+        job_timeout=DRAIN_TIMEOUT_S,
+        result_ttl=60,
+        failure_ttl=7 * 24 * 3600,
+        description=f"drain shard {shard}",
+        pipeline=pipeline,
+    )

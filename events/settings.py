@@ -1,0 +1,74 @@
+"""Settings, read once at start-up from the environment (and CLI options) and handed down.
+
+Nothing in readrate reads the environment at import time; `Settings.from_env()`
+is called by the CLI, the worker and the demo, then passed to what they build.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from .errors import ConfigError
+from .scale import RatingScale, WHOLE_STARS
+from .wire import Keys
+
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+DEFAULT_DATABASE_URL = "sqlite:///readrate.db"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything one readrate installation is configured by."""
+
+    redis_url: str = DEFAULT_REDIS_URL
+    database_url: str = DEFAULT_DATABASE_URL
+    shards: int = 4
+    prefix: str = "readrate"
+    rating_scale: RatingScale = field(default=WHOLE_STARS)
+    batch_size: int = 5000
+    lease_ms: int = 10_000
+    sweep_interval_ms: int = 500
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Build settings from `env` (default: os.environ); keyword overrides win (CLI options)."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {
+            "redis_url": env.get("REDIS_URL", DEFAULT_REDIS_URL),
+            "database_url": env.get("DATABASE_URL", DEFAULT_DATABASE_URL),
+            "shards": _int(env, "READRATE_SHARDS", 4, low=1, high=1024),
+            "prefix": env.get("READRATE_PREFIX", "readrate"),
+            "rating_scale": RatingScale.parse(env.get("READRATE_RATING_SCALE", "1-5")),
+            "batch_size": _int(env, "READRATE_BATCH_SIZE", 5000, low=1, high=1_000_000),
+            "lease_ms": _int(env, "READRATE_LEASE_MS", 10_000, low=100, high=3_600_000),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if isinstance(values["rating_scale"], str):
+            values["rating_scale"] = RatingScale.parse(values["rating_scale"])
+        settings = cls(**values)  # type: ignore[arg-type]
+        if not settings.prefix or any(c in settings.prefix for c in " {}\n"):
+            raise ConfigError(f"prefix {settings.prefix!r} must be non-empty, without spaces or braces")
+        return settings
+
+    @property
+    def keys(self) -> Keys:
+        return Keys(self.prefix, self.shards)
+
+    def but(self, **changes: object) -> Settings:
+        """A copy with some settings changed."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer; accepted: {low}-{high}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={raw!r} is out of range; accepted: {low}-{high}")
+    return value

@@ -1,0 +1,135 @@
+"""Wire format v1: how an event sits in a Redis stream (a contract; see DESIGN.md).
+
+Any producer — this package, a PHP page, `redis-cli` — writes the same thing:
+an XADD to `{prefix}:events:{shard}` with string fields `k`, `a`, `t`, `v`, `r`,
+where `shard = crc32(utf-8 article id) mod shards`. Pure functions only.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass
+
+from .errors import InvalidEvent
+from .model import Read, Vote, Event, check_time
+from .scale import RatingScale
+
+KIND_READ = "read"
+KIND_VOTE = "vote"
+FIELDS = {"k", "a", "t", "v", "r"}
+DOORBELL_TTL_MS = 30_000
+# 128 characters of up to 4 UTF-8 bytes each, and some slack: anything longer is refused unread.
+MAX_FIELD_BYTES = 576
+# Bytes kept of each field when a rejected entry is stored; a 1 MB field is not copied whole.
+PAYLOAD_FIELD_LIMIT = 1024
+
+
+def shard_for(article_id: str, shards: int) -> int:
+    """The shard an article's events go to: unsigned crc32 of its UTF-8 bytes, mod `shards`."""
+    return zlib.crc32(article_id.encode("utf-8")) % shards
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Names of the Redis keys and the RQ queue one readrate installation uses."""
+
+    prefix: str = "readrate"
+    shards: int = 4
+
+    def stream(self, shard: int) -> str:
+        return f"{self.prefix}:events:{shard}"
+
+    def doorbell(self, shard: int) -> str:
+        return f"{self.prefix}:doorbell:{shard}"
+
+    def lease(self, shard: int) -> str:
+        return f"{self.prefix}:lease:{shard}"
+
+    @property
+    def queue(self) -> str:
+        """The RQ queue drain jobs go to; named after the prefix so installations never share one."""
+        return self.prefix
+
+    def shard_of(self, article_id: str) -> int:
+        return shard_for(article_id, self.shards)
+
+
+def encode(event: Event) -> dict[str, str]:
+    """The stream entry fields for an event."""
+    if isinstance(event, Vote):
+        return {"k": KIND_VOTE, "a": event.article_id, "t": str(event.at_ms), "v": event.voter,
+                "r": _rating_text(event.rating)}
+    fields = {"k": KIND_READ, "a": event.article_id, "t": str(event.at_ms)}
+    if event.visitor is not None:
+        fields["v"] = event.visitor
+    return fields
+
+
+def _rating_text(rating: float) -> str:
+    return str(int(rating)) if rating == int(rating) else repr(rating)
+
+
+def _text(fields: dict[bytes, bytes], name: bytes, *, required: bool = True) -> str | None:
+    raw = fields.get(name)
+    if raw is None:
+        if required:
+            raise InvalidEvent(f"field {name.decode()!r} is missing")
+        return None
+    if len(raw) > MAX_FIELD_BYTES:
+        raise InvalidEvent(f"field {name.decode()!r} is {len(raw)} bytes; no field may exceed {MAX_FIELD_BYTES}")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidEvent(f"field {name.decode()!r} is not valid UTF-8") from None
+
+
+def decode(fields: dict[bytes, bytes], *, scale: RatingScale, now_ms: int) -> Event:
+    """Turn raw stream entry fields into a checked event; raise InvalidEvent with the reason otherwise."""
+    unknown = [name for name in fields if name.decode("utf-8", "replace") not in FIELDS]
+    if unknown:
+        names = ", ".join(repr(n.decode("utf-8", "backslashreplace")[:20]) for n in unknown[:3])
+        raise InvalidEvent(f"unknown field {names}; accepted: k, a, t, v, r")
+    kind = _text(fields, b"k")
+    article_id = _text(fields, b"a")
+    at_text = _text(fields, b"t")
+    if not at_text.isascii() or not at_text.isdigit():
+        raise InvalidEvent(f"event time {at_text[:40]!r} is not a non-negative integer of epoch milliseconds")
+    at_ms = check_time(int(at_text), now_ms)
+    if kind == KIND_READ:
+        if b"r" in fields:
+            raise InvalidEvent("a read carries no rating; field 'r' is for votes")
+        return Read(article_id, at_ms, _text(fields, b"v", required=False))
+    if kind == KIND_VOTE:
+        voter = _text(fields, b"v", required=False)
+        if not voter:
+            raise InvalidEvent("voter (field 'v') is required for a vote")
+        return Vote(article_id, at_ms, voter, scale.check(_text(fields, b"r")))
+    raise InvalidEvent(f"kind {kind[:40]!r} is unknown; accepted: read, vote")
+
+
+def payload_text(fields: dict[bytes, bytes]) -> str:
+    """The raw entry as JSON text for the dead-letter table.
+
+    Undecodable bytes survive as surrogate escapes (`json` writes them as \\udcXX),
+    so `payload_fields()` gives back the exact bytes for a replay. Fields longer than
+    PAYLOAD_FIELD_LIMIT bytes are cut, and the cut is recorded under `_truncated`.
+    """
+    doc: dict[str, object] = {}
+    cut: list[str] = []
+    for name, value in fields.items():
+        key = name.decode("utf-8", "surrogateescape")
+        if len(value) > PAYLOAD_FIELD_LIMIT:
+            cut.append(key)
+            value = value[:PAYLOAD_FIELD_LIMIT]
+        doc[key] = value.decode("utf-8", "surrogateescape")
+    if cut:
+        doc["_truncated"] = cut
+    return json.dumps(doc, ensure_ascii=True, sort_keys=True)
+
+
+def payload_fields(payload: str) -> dict[bytes, bytes]:
+    """The stream entry fields stored by `payload_text` (minus the `_truncated` marker)."""
+    doc = json.loads(payload)
+    doc.pop("_truncated", None)
+    return {k.encode("utf-8", "surrogateescape"): str(v).encode("utf-8", "surrogateescape") for k, v in doc.items()}

@@ -1,0 +1,1 @@
+"""The `readrate` subcommands, one module per area; each exposes `register(group)`."""

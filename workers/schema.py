@@ -1,0 +1,110 @@
+"""The SQL schema readrate aggregates into (SQLAlchemy Core; Alembic migrations mirror it).
+
+Times are UTC, stored naive (`DateTime` without zone) so SQLite and PostgreSQL
+compare them the same way; buckets are by event time, not arrival time.
+"""
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = String(128)
+COUNT = BigInteger
+# 53-bit mantissa: sums of half stars are exact up to 2**52 votes.
+RATING = Float(precision=53)
+
+article_stats = Table(
+    "article_stats",
+    metadata,
+    Column("article_id", ID, primary_key=True),
+    Column("reads", COUNT, nullable=False, default=0),
+    Column("votes", COUNT, nullable=False, default=0),
+    Column("rating_sum", RATING, nullable=False, default=0),
+    Column("first_event_at", DateTime, nullable=True),
+    Column("last_read_at", DateTime, nullable=True),
+    Column("last_vote_at", DateTime, nullable=True),
+)
+
+reads_hourly = Table(
+    "reads_hourly",
+    metadata,
+    Column("article_id", ID, primary_key=True),
+    Column("hour", DateTime, primary_key=True),
+    Column("reads", COUNT, nullable=False),
+    # Window reports scan by time first; covering so SQLite never visits the table.
+    Index(None, "hour", "article_id", "reads"),
+)
+
+reads_daily = Table(
+    "reads_daily",
+    metadata,
+    Column("article_id", ID, primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("reads", COUNT, nullable=False),
+    Index(None, "day", "article_id", "reads"),
+)
+
+votes_daily = Table(
+    "votes_daily",
+    metadata,
+    Column("article_id", ID, primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("votes", COUNT, nullable=False),
+    Column("rating_sum", RATING, nullable=False),
+    Index(None, "day", "article_id", "votes", "rating_sum"),
+)
+
+votes = Table(
+    "votes",
+    metadata,
+    Column("article_id", ID, primary_key=True),
+    Column("voter_id", ID, primary_key=True),
+    Column("rating", RATING, nullable=False),
+    Column("voted_at", DateTime, nullable=False),
+    Index(None, "voted_at", "article_id", "rating"),
+)
+
+articles = Table(
+    "articles",
+    metadata,
+    Column("article_id", ID, primary_key=True),
+    Column("title", Text, nullable=True),
+    Column("url", Text, nullable=True),
+)
+
+stream_offsets = Table(
+    "stream_offsets",
+    metadata,
+    Column("shard", Integer, primary_key=True, autoincrement=False),
+    Column("last_id", String(64), nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+rejected_events = Table(
+    "rejected_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("shard", Integer, nullable=False),
+    Column("stream_id", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("received_at", DateTime, nullable=False),
+    Index(None, "received_at"),
+)

@@ -1,0 +1,92 @@
+"""The sweep: every half second, make sure each shard with backlog has a drain job coming.
+
+Producers that cannot enqueue RQ jobs (a PHP page, `redis-cli`) only XADD; the
+sweep rings the doorbell for them and enqueues the drain. It also rescues a
+shard whose job was lost (a worker killed mid-job): if the doorbell has been
+ringing for a while and nobody holds the lease, it enqueues again. Duplicate
+jobs are harmless — the second finds the lease held or the stream empty.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import redis as redis_lib
+from redis import Redis
+from rq import Queue
+from rq.scheduler import RQScheduler
+
+from events.jobs import enqueue_drain
+from events.wire import DOORBELL_TTL_MS, Keys
+
+log = logging.getLogger("readrate.sweep")
+# A doorbell older than this with no lease held means the job that should drain the shard is gone.
+STALE_DOORBELL_MS = 3_000
+
+
+class Sweeper:
+    """Enqueues drains for shards with backlog, and moves due RQ retries back onto the queue."""
+
+    def __init__(self, redis: Redis, keys: Keys, queue: Queue, *, stale_ms: int = STALE_DOORBELL_MS) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.queue = queue
+        self.stale_ms = stale_ms
+        self._scheduler = RQScheduler([queue], connection=redis, serializer=queue.serializer,
+                                      logging_level=logging.WARNING)
+
+    def sweep_once(self, *, force: bool = False) -> list[int]:
+        """One pass over all shards; returns the shards a drain was enqueued for.
+
+        `force` enqueues for every shard with backlog whatever its doorbell says
+        (a worker starting up after a crash does this).
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        for shard in range(self.keys.shards):
+            pipe.xlen(self.keys.stream(shard))
+            pipe.pttl(self.keys.doorbell(shard))
+            pipe.exists(self.keys.lease(shard))
+        replies = pipe.execute()
+        enqueued = []
+        for shard in range(self.keys.shards):
+            backlog, doorbell_ttl_ms, leased = replies[3 * shard: 3 * shard + 3]
+            if not backlog:
+                continue
+            doorbell = self.keys.doorbell(shard)
+            if doorbell_ttl_ms == -2:  # no doorbell: nobody has asked for a drain yet
+                if not self.redis.set(doorbell, 1, nx=True, px=DOORBELL_TTL_MS):
+                    continue
+            elif not force and (leased or DOORBELL_TTL_MS - doorbell_ttl_ms < self.stale_ms):
+                continue
+            else:
+                self.redis.set(doorbell, 1, px=DOORBELL_TTL_MS)
+            enqueue_drain(self.queue, shard)
+            enqueued.append(shard)
+        self._enqueue_due_retries()
+        return enqueued
+
+    def _enqueue_due_retries(self) -> None:
+        # RQ parks retries with a backoff in its scheduled registry; one scheduler per queue moves
+        # them back when due. Done here rather than in RQ's forked scheduler process, which a
+        # SIGKILLed worker would leave behind.
+        self._scheduler.acquire_locks()
+        if self._scheduler.acquired_locks:
+            self._scheduler.enqueue_scheduled_jobs()
+
+    def release(self) -> None:
+        self._scheduler.release_locks()
+
+    def run(self, stop: threading.Event, interval_s: float) -> None:
+        """Sweep every `interval_s` until `stop` is set; Redis outages are logged and waited out."""
+        while not stop.wait(interval_s):
+            try:
+                self.sweep_once()
+            except redis_lib.RedisError as exc:
+                log.warning("sweep: Redis unavailable (%s); retrying", exc)
+            except Exception:  # a bug here must not silently stop the sweep for good
+                log.exception("sweep failed; retrying")
+        try:
+            self.release()
+        except redis_lib.RedisError:
+            pass
