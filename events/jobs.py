@@ -7,6 +7,9 @@ as JSON — never pickled data from pages.
 
 from __future__ import annotations
 
+import re
+import uuid
+
 from redis import Redis
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
@@ -17,6 +20,8 @@ DRAIN_JOB = "workers.drain.drain_shard"
 # Backoff when the database is unreachable: the events wait in Redis meanwhile.
 RETRY_INTERVALS_S = [1, 2, 5, 10, 30, 60]
 DRAIN_TIMEOUT_S = 600
+# RQ job ids allow only these characters.
+_SAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
 def drain_queue(redis: Redis, keys: Keys) -> Queue:
@@ -29,6 +34,8 @@ def enqueue_drain(queue: Queue, shard: int, *, pipeline=None):
     return queue.enqueue(
         DRAIN_JOB,
         shard,
+        # Job ids carry the queue name, so one installation's jobs can be told from another's.
+        job_id=f"{_SAFE.sub('_', queue.name)}-drain-{shard}-{uuid.uuid4().hex}",
         retry=Retry(max=len(RETRY_INTERVALS_S), interval=RETRY_INTERVALS_S),
         job_timeout=DRAIN_TIMEOUT_S,
         result_ttl=60,
