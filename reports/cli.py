@@ -94,9 +94,9 @@ def cli(ctx: click.Context, redis_url, database_url, shards, prefix, rating_scal
 
 
 def _register() -> None:
-    from .commands import demo, pipeline, report
+    from .commands import articles, dead, demo, pipeline, report, status
 
-    for module in (demo, pipeline, report):
+    for module in (demo, pipeline, report, articles, status, dead):
         module.register(cli)
 
 

@@ -1,0 +1,7 @@
+"""Placeholder: `readrate dead` commands are being built (see the open issues)."""
+
+import click
+
+
+def register(group: click.Group) -> None:
+    """Adds nothing yet."""
