@@ -60,6 +60,7 @@ def parse_lines(
     lines: Iterable[str], fmt: str, spec: ImportSpec, make_read: MakeRead, make_vote: MakeVote
 ) -> Iterator[tuple[int, Event | InvalidEvent]]:
     """Yield `(line number, event)` or `(line number, InvalidEvent)` for every data line."""
+    lines = _without_bom(lines)
     records = _csv_records(lines) if fmt == "csv" else _json_records(lines)
     cols = spec.columns
     for line_no, record in records:
@@ -80,6 +81,15 @@ def parse_lines(
                 raise InvalidEvent(f"kind {kind!r} is unknown; accepted: read, vote")
         except InvalidEvent as exc:
             yield line_no, exc
+
+
+def _without_bom(lines: Iterable[str]) -> Iterator[str]:
+    # Spreadsheets save "CSV UTF-8" with a byte order mark, which would otherwise stick to the first column name.
+    lines = iter(lines)
+    first = next(lines, None)
+    if first is not None:
+        yield first.removeprefix("\ufeff")
+        yield from lines
 
 
 def _get(record: dict, column: str) -> object:

@@ -37,7 +37,7 @@ class RatingScale:
                 f"rating scale {spec!r} is not of the form LOW-HIGH or LOW-HIGH/STEP (e.g. '1-5', '0.5-5/0.5')"
             )
         low, high, step = (Decimal(g) if g else None for g in match.groups())
-        step = step or Decimal(1)
+        step = Decimal(1) if step is None else step  # not `step or 1`: a step of 0 must be refused, not defaulted
         if step <= 0 or high <= low or (high - low) % step != 0:
             raise ConfigError(
                 f"rating scale {spec!r} must have LOW < HIGH and a positive STEP that divides HIGH-LOW"
@@ -88,7 +88,8 @@ def _to_text(rating: object) -> str:
     if isinstance(rating, int):
         return str(rating)
     if isinstance(rating, float):
-        return repr(rating) if rating != rating or rating in (float("inf"), float("-inf")) else format(rating, "f")
+        # repr is the shortest text that reads back as the same float: 4.0000001 must not round to '4.000000'.
+        return repr(rating)
     if isinstance(rating, Decimal):
         return format(rating, "f")
     if isinstance(rating, bytes):

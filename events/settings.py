@@ -16,6 +16,7 @@ from .wire import Keys
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_DATABASE_URL = "sqlite:///readrate.db"
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,11 @@ class Settings:
         """Build settings from `env` (default: os.environ); keyword overrides win (CLI options)."""
         env = os.environ if env is None else env
         values: dict[str, object] = {
-            "redis_url": env.get("REDIS_URL", DEFAULT_REDIS_URL),
-            "database_url": env.get("DATABASE_URL", DEFAULT_DATABASE_URL),
+            "redis_url": _text(env, "REDIS_URL", DEFAULT_REDIS_URL),
+            "database_url": _text(env, "DATABASE_URL", DEFAULT_DATABASE_URL),
             "shards": _int(env, "READRATE_SHARDS", 4, low=1, high=1024),
-            "prefix": env.get("READRATE_PREFIX", "readrate"),
-            "rating_scale": RatingScale.parse(env.get("READRATE_RATING_SCALE", "1-5")),
+            "prefix": _text(env, "READRATE_PREFIX", "readrate"),
+            "rating_scale": RatingScale.parse(_text(env, "READRATE_RATING_SCALE", "1-5")),
             "batch_size": _int(env, "READRATE_BATCH_SIZE", 5000, low=1, high=1_000_000),
             "lease_ms": _int(env, "READRATE_LEASE_MS", 10_000, low=100, high=3_600_000),
         }
@@ -50,6 +51,10 @@ class Settings:
         settings = cls(**values)  # type: ignore[arg-type]
         if not settings.prefix or any(c in settings.prefix for c in " {}\n"):
             raise ConfigError(f"prefix {settings.prefix!r} must be non-empty, without spaces or braces")
+        # redis-py would raise a bare ValueError later, far from the setting that caused it.
+        if not settings.redis_url.startswith(_REDIS_SCHEMES):
+            raise ConfigError(f"Redis URL {settings.redis_url!r} is not a Redis URL; accepted: "
+                              "redis://HOST[:PORT][/DB], rediss://… or unix://PATH")
         return settings
 
     @property
@@ -59,6 +64,11 @@ class Settings:
     def but(self, **changes: object) -> Settings:
         """A copy with some settings changed."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _text(env: Mapping[str, str], name: str, default: str) -> str:
+    # Set but empty means the default, as for the numbers below and for click's envvar options.
+    return env.get(name) or default
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:

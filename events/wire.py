@@ -8,11 +8,12 @@ where `shard = crc32(utf-8 article id) mod shards`. Pure functions only.
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from dataclasses import dataclass
 
 from .errors import InvalidEvent
-from .model import Read, Vote, Event, check_time
+from .model import MAX_FUTURE_MS, Event, Read, Vote, check_time
 from .scale import RatingScale
 
 KIND_READ = "read"
@@ -106,6 +107,58 @@ def decode(fields: dict[bytes, bytes], *, scale: RatingScale, now_ms: int) -> Ev
             raise InvalidEvent("voter (field 'v') is required for a vote")
         return Vote(article_id, at_ms, voter, scale.check(_text(fields, b"r")))
     raise InvalidEvent(f"kind {kind[:40]!r} is unknown; accepted: read, vote")
+
+
+_ALLOWED = frozenset(name.encode() for name in FIELDS)
+# Printable ASCII ids need no decoding or character checks: they are valid as they are.
+_PLAIN_VISITOR = re.compile(rb"[\x20-\x7e]{0,128}")
+_PLAIN_VOTER = re.compile(rb"[\x20-\x7e]{1,128}")
+# Article ids and ratings a Decoder remembers as valid before it starts over.
+_MEMORY = 100_000
+
+
+class Decoder:
+    """`decode()` for workers: the same rules, returning plain tuples, and fast on the common case.
+
+    It remembers article ids and rating strings it has already found valid (their
+    validity depends on nothing else), and takes printable-ASCII visitors and voters
+    as they are. Anything else goes through `decode()`, which gives the exact reason.
+    """
+
+    def __init__(self, scale: RatingScale) -> None:
+        self.scale = scale
+        self._articles: dict[bytes, str] = {}
+        self._ratings: dict[bytes, float] = {}
+
+    def __call__(self, fields: dict[bytes, bytes], now_ms: int) -> tuple[str, int, str | None, float | None]:
+        """`(article_id, at_ms, voter, rating)`; voter and rating are None for a read. Raises InvalidEvent."""
+        if fields.keys() <= _ALLOWED:
+            at = fields.get(b"t")
+            article = self._articles.get(fields.get(b"a"))
+            if article is not None and at is not None and at.isdigit() and len(at) <= 16:
+                at_ms = int(at)
+                if at_ms <= now_ms + MAX_FUTURE_MS:
+                    kind = fields.get(b"k")
+                    person = fields.get(b"v")
+                    if kind == b"read":
+                        if b"r" not in fields and (person is None or _PLAIN_VISITOR.fullmatch(person)):
+                            return article, at_ms, None, None
+                    elif kind == b"vote" and person is not None and _PLAIN_VOTER.fullmatch(person):
+                        rating = self._ratings.get(fields.get(b"r"))
+                        if rating is not None:
+                            return article, at_ms, person.decode("ascii"), rating
+        return self._checked(fields, now_ms)
+
+    def _checked(self, fields: dict[bytes, bytes], now_ms: int) -> tuple[str, int, str | None, float | None]:
+        event = decode(fields, scale=self.scale, now_ms=now_ms)
+        if len(self._articles) >= _MEMORY:
+            self._articles.clear()
+        self._articles[fields[b"a"]] = event.article_id
+        if isinstance(event, Read):
+            return event.article_id, event.at_ms, None, None
+        if len(self._ratings) < _MEMORY:
+            self._ratings[fields[b"r"]] = event.rating
+        return event.article_id, event.at_ms, event.voter, event.rating
 
 
 def payload_text(fields: dict[bytes, bytes]) -> str:

@@ -9,20 +9,21 @@ reason. The writer applies the Batch in one transaction.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from events.errors import InvalidEvent
-from events.model import Read
 from events.scale import RatingScale
-from events.wire import decode, payload_text
+from events.wire import Decoder, payload_text
 
-from .timeconv import MS_PER_DAY, MS_PER_HOUR
+from .timeconv import MS_PER_HOUR
+
+HOURS_PER_DAY = 24
 
 
-@dataclass
+@dataclass(slots=True)
 class ArticleReads:
-    """Reads of one article in a batch, and the span of its events."""
+    """Reads of one article in a batch, and the span of its events (reads and votes)."""
 
     reads: int = 0
     first_at_ms: int | None = None
@@ -65,46 +66,80 @@ class Batch:
         return sum(a.reads for a in self.articles.values())
 
 
-def _stream_id(raw: bytes | str) -> str:
+def _text(raw: bytes | str) -> str:
     return raw.decode() if isinstance(raw, bytes) else raw
 
 
-def aggregate(entries: Iterable[tuple[bytes, dict[bytes, bytes]]], *, scale: RatingScale, now_ms: int) -> Batch:
+def aggregate(
+    entries: Sequence[tuple[bytes, dict[bytes, bytes] | list[bytes]]],
+    *,
+    scale: RatingScale | None = None,
+    now_ms: int,
+    decoder: Decoder | None = None,
+) -> Batch:
     """Fold `(stream id, fields)` pairs, in stream order, into a Batch.
 
-    Votes: per (article, voter) the vote with the latest event time wins; on a
-    tie the later entry wins, as it would across batches.
+    `fields` is a dict, or the flat `[name, value, …]` list of a raw XRANGE reply.
+    Pass `decoder` (a long-lived `Decoder`) to reuse what it learnt across batches,
+    or `scale` to start a fresh one. Votes: per (article, voter) the vote with the
+    latest event time wins; on a tie the later entry wins, as it does across batches.
     """
-    batch = Batch(last_id="")
+    decode = decoder or Decoder(scale)
+    batch = Batch(last_id=_text(entries[-1][0]) if entries else "", entries=len(entries))
+    # Per (article, hour): [reads, earliest, latest]; articles and days are derived after the loop,
+    # so the hot loop touches one dict per read.
+    buckets: dict[tuple[str, int], list[int]] = {}
+    first_vote_ms: dict[str, int] = {}
+    votes = batch.votes
+    for raw_id, fields in entries:
+        if type(fields) is list:
+            fields = dict(zip(fields[::2], fields[1::2]))
+        try:
+            article_id, at_ms, voter, rating = decode(fields, now_ms)
+        except InvalidEvent as exc:
+            batch.rejected.append(Rejected(_text(raw_id), payload_text(fields), str(exc)))
+            continue
+        if voter is None:
+            key = (article_id, at_ms // MS_PER_HOUR)
+            bucket = buckets.get(key)
+            if bucket is None:
+                buckets[key] = [1, at_ms, at_ms]
+            else:
+                bucket[0] += 1
+                if at_ms < bucket[1]:
+                    bucket[1] = at_ms
+                elif at_ms > bucket[2]:
+                    bucket[2] = at_ms
+        else:
+            if at_ms < first_vote_ms.get(article_id, at_ms + 1):
+                first_vote_ms[article_id] = at_ms
+            held = votes.get((article_id, voter))
+            if held is None or at_ms >= held.at_ms:
+                votes[(article_id, voter)] = VoteCast(article_id, voter, rating, at_ms)
+    _derive(batch, buckets, first_vote_ms)
+    return batch
+
+
+def _derive(batch: Batch, buckets: dict[tuple[str, int], list[int]], first_vote_ms: dict[str, int]) -> None:
     articles = batch.articles
     hourly = batch.hourly
     daily = batch.daily
-    votes = batch.votes
-    for raw_id, fields in entries:
-        stream_id = _stream_id(raw_id)
-        batch.last_id = stream_id
-        batch.entries += 1
-        try:
-            event = decode(fields, scale=scale, now_ms=now_ms)
-        except InvalidEvent as exc:
-            batch.rejected.append(Rejected(stream_id, payload_text(fields), str(exc)))
-            continue
-        article_id = event.article_id
-        at_ms = event.at_ms
+    for (article_id, hour), (reads, earliest, latest) in buckets.items():
+        hourly[(article_id, hour)] = reads
+        daily[(article_id, hour // HOURS_PER_DAY)] += reads
         stats = articles.get(article_id)
         if stats is None:
-            stats = articles[article_id] = ArticleReads(first_at_ms=at_ms)
+            articles[article_id] = ArticleReads(reads, earliest, latest)
+            continue
+        stats.reads += reads
+        if earliest < stats.first_at_ms:
+            stats.first_at_ms = earliest
+        if latest > stats.last_read_at_ms:
+            stats.last_read_at_ms = latest
+    # Votes count as events for first_event_at, even ones a later vote replaced.
+    for article_id, at_ms in first_vote_ms.items():
+        stats = articles.get(article_id)
+        if stats is None:
+            articles[article_id] = ArticleReads(0, at_ms, None)
         elif at_ms < stats.first_at_ms:
             stats.first_at_ms = at_ms
-        if isinstance(event, Read):
-            stats.reads += 1
-            if stats.last_read_at_ms is None or at_ms > stats.last_read_at_ms:
-                stats.last_read_at_ms = at_ms
-            hourly[(article_id, at_ms // MS_PER_HOUR)] += 1
-            daily[(article_id, at_ms // MS_PER_DAY)] += 1
-        else:
-            key = (article_id, event.voter)
-            held = votes.get(key)
-            if held is None or at_ms >= held.at_ms:
-                votes[key] = VoteCast(article_id, event.voter, event.rating, at_ms)
-    return batch

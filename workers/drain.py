@@ -25,6 +25,7 @@ from events.emitter import now_ms
 from events.errors import DatabaseUnavailable
 from events.jobs import drain_queue, enqueue_drain
 from events.settings import Settings
+from events.wire import Decoder
 
 from .aggregate import aggregate
 from .db import make_engine, reachable, writing
@@ -37,6 +38,10 @@ log = logging.getLogger("readrate.drain")
 DRAIN_BUDGET_S = 5.0
 # Extra lease time a failed job keeps past its retry interval, so its retry finds the lease its own.
 RETRY_LEASE_SLACK_MS = 2_000
+
+
+def _raw(response, **_options):
+    return response
 
 
 def next_id(stream_id: str) -> str:
@@ -80,6 +85,9 @@ class Drainer:
         self.budget_s = budget_s
         self.stopping = threading.Event()
         self.totals = DrainTotals()
+        self.decoder = Decoder(settings.rating_scale)
+        # Raw XRANGE replies (flat field lists): aggregate() builds the dicts itself, once.
+        redis.set_response_callback("XRANGE", _raw)
         self._queue = drain_queue(redis, self.keys)
 
     @classmethod
@@ -129,11 +137,14 @@ class Drainer:
             while not self.stopping.is_set():
                 entries = self.redis.xrange(stream, min=f"({offset}", count=self.settings.batch_size)
                 if not entries:
+                    # Entries a drain killed between commit and XTRIM left behind are applied: trim
+                    # them, or they count as backlog forever (the sweep re-enqueues, --burst never ends).
+                    self.redis.xtrim(stream, minid=next_id(offset))
                     self.redis.delete(self.keys.doorbell(shard))
                     if self._pending(shard, offset):
                         continue
                     return
-                batch = aggregate(entries, scale=self.settings.rating_scale, now_ms=now_ms())
+                batch = aggregate(entries, decoder=self.decoder, now_ms=now_ms())
                 if apply_batch(conn, shard, offset, batch, received_at=utc_now()):
                     offset = batch.last_id
                     self.redis.xtrim(stream, minid=next_id(offset))
