@@ -67,6 +67,16 @@ def encode(event: Event) -> dict[str, str]:
     return fields
 
 
+def encode_flat(event: Event) -> tuple[str, ...]:
+    """The same fields as `encode`, flat (`k, read, a, …`), as XADD takes them."""
+    if isinstance(event, Vote):
+        return ("k", KIND_VOTE, "a", event.article_id, "t", str(event.at_ms), "v", event.voter,
+                "r", _rating_text(event.rating))
+    if event.visitor is None:
+        return ("k", KIND_READ, "a", event.article_id, "t", str(event.at_ms))
+    return ("k", KIND_READ, "a", event.article_id, "t", str(event.at_ms), "v", event.visitor)
+
+
 def _rating_text(rating: float) -> str:
     return str(int(rating)) if rating == int(rating) else repr(rating)
 

@@ -91,10 +91,20 @@ def is_unreachable(exc: BaseException) -> bool:
             return True
         name = type(exc.orig).__name__ if exc.orig is not None else ""
         message = str(exc.orig).lower()
+        # Not "does not exist": in an OperationalError that is PostgreSQL refusing the connection
+        # (database or role does not exist); a missing table is a ProgrammingError there.
         return name in {"OperationalError", "InterfaceError"} and not any(
-            hint in message for hint in ("syntax error", "no such table", "no such column", "does not exist")
+            hint in message for hint in ("syntax error", "no such table", "no such column")
         )
     return False
+
+
+def is_missing_schema(exc: BaseException) -> bool:
+    """True when a database error means readrate's tables are not there (migrations never applied)."""
+    if not isinstance(exc, DBAPIError) or exc.orig is None:
+        return False
+    # 42P01 is PostgreSQL's undefined_table.
+    return getattr(exc.orig, "sqlstate", None) == "42P01" or "no such table" in str(exc.orig).lower()
 
 
 @contextlib.contextmanager

@@ -88,7 +88,7 @@ def emit_vote(app: App, article: str, rating: str, voter: str, at: str | None) -
 
 
 @click.command("import")
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=str))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=str))
 @click.option("--input-format", type=click.Choice(["auto", "csv", "jsonl"]), default="auto", show_default=True,
               help="CSV with a header row, or JSON Lines; auto goes by the file name, then the first line.")
 @click.option("--kind", type=click.Choice(["read", "vote"]),
@@ -144,10 +144,15 @@ def _stderr_console():
 
 
 def _decoded_lines(raw, advance):
-    for line in raw:
-        advance(len(line))
+    done = 0
+    for number, line in enumerate(raw, start=1):
+        done += len(line)
+        if number % 4096 == 0:  # redrawing per line would cost more than the import
+            advance(done)
+            done = 0
         # Undecodable bytes survive as surrogates, which event validation refuses line by line.
         yield line.decode("utf-8", "surrogateescape")
+    advance(done)
 
 
 def _chain(first: str, rest):
