@@ -84,7 +84,7 @@ def parse_lines(
 
 
 def _without_bom(lines: Iterable[str]) -> Iterator[str]:
-    # Spreadsheets save "CSV UTF-8" with a byte order mark, which would otherwise stick to the first column name.
+    # Spreadsheets save "CSV UTF-8" with a byte order mark; it must not stick to the first column name.
     lines = iter(lines)
     first = next(lines, None)
     if first is not None:

@@ -100,7 +100,7 @@ class Vote:
     def __post_init__(self) -> None:
         check_article_id(self.article_id)
         _check_at_ms(self.at_ms)
-        check_person(self.voter, "voter", required=True)
+        object.__setattr__(self, "voter", check_person(self.voter, "voter", required=True))
 
 
 Event = Read | Vote

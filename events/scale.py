@@ -37,7 +37,8 @@ class RatingScale:
                 f"rating scale {spec!r} is not of the form LOW-HIGH or LOW-HIGH/STEP (e.g. '1-5', '0.5-5/0.5')"
             )
         low, high, step = (Decimal(g) if g else None for g in match.groups())
-        step = Decimal(1) if step is None else step  # not `step or 1`: a step of 0 must be refused, not defaulted
+        # Not `step or 1`: a step of 0 must be refused below, not taken for 1.
+        step = Decimal(1) if step is None else step
         if step <= 0 or high <= low or (high - low) % step != 0:
             raise ConfigError(
                 f"rating scale {spec!r} must have LOW < HIGH and a positive STEP that divides HIGH-LOW"

@@ -194,5 +194,7 @@ def payload_text(fields: dict[bytes, bytes]) -> str:
 def payload_fields(payload: str) -> dict[bytes, bytes]:
     """The stream entry fields stored by `payload_text` (minus the `_truncated` marker)."""
     doc = json.loads(payload)
-    doc.pop("_truncated", None)
+    # The marker is a list; a producer's own `_truncated` field is text and stays (a replay refuses it again).
+    if isinstance(doc.get("_truncated"), list):
+        del doc["_truncated"]
     return {k.encode("utf-8", "surrogateescape"): str(v).encode("utf-8", "surrogateescape") for k, v in doc.items()}

@@ -99,14 +99,6 @@ def is_unreachable(exc: BaseException) -> bool:
     return False
 
 
-def is_missing_schema(exc: BaseException) -> bool:
-    """True when a database error means readrate's tables are not there (migrations never applied)."""
-    if not isinstance(exc, DBAPIError) or exc.orig is None:
-        return False
-    # 42P01 is PostgreSQL's undefined_table.
-    return getattr(exc.orig, "sqlstate", None) == "42P01" or "no such table" in str(exc.orig).lower()
-
-
 @contextlib.contextmanager
 def reachable(url: str) -> Iterator[None]:
     """Turn 'database down' errors into DatabaseUnavailable with a message naming the URL."""
