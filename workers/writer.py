@@ -53,8 +53,10 @@ class Statements:
         # Named parameters on SQLite so both drivers take the same dict rows.
         self.dialect = postgresql.psycopg.dialect() if module is postgresql else sqlite.dialect(paramstyle="named")
         self.placeholder = "%s" if module is postgresql else "?"
-        self.datetime = DateTime().bind_processor(self.dialect) or (lambda v: v)
-        self.date = Date().bind_processor(self.dialect) or (lambda v: v)
+        # dialect_impl: the generic types have no SQLite processor, and sqlite3's own adapter drops the
+        # ".000000" SQLAlchemy writes in queries, so stored times would not compare as text with bound ones.
+        self.datetime = DateTime().dialect_impl(self.dialect).bind_processor(self.dialect) or (lambda v: v)
+        self.date = Date().dialect_impl(self.dialect).bind_processor(self.dialect) or (lambda v: v)
 
         def upsert(table, keys, set_):
             stmt = module.insert(table)

@@ -1,57 +1,236 @@
-"""`readrate report …`: popularity reports from the aggregated tables."""
+"""`readrate report …`: popularity reports from the aggregated tables — `top`, `article`, `summary`."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from pathlib import Path
+
 import click
+from sqlalchemy import Connection, inspect
 
 from workers.db import reachable
+from workers.timeconv import utc_now
 
 from ..cli import App, note, pass_app
+from ..detail import UnknownArticle, article_report
 from ..options import format_option
-from ..queries import TopQuery, top
-from ..ranking import DEFAULT_PRIOR_VOTES
-from ..render import Column, count, fixed, render
+from ..queries import TopQuery, has_data, summary, top
+from ..ranking import DEFAULT_PRIOR_VOTES, RANKINGS
+from ..trending import DEFAULT_PRIOR_READS, trend_windows
+from ..views import TOP_COLUMNS, article_text, summary_text, top_text  # noqa: F401  (TOP_COLUMNS: demo)
+from ..windows import WHEN_ACCEPTED, Window, check_window, parse_duration, parse_when
 
-TOP_COLUMNS = [
-    Column("rank", "#", str, numeric=True),
-    Column("article_id", "article"),
-    Column("title", "title"),
-    Column("reads", "reads", count, numeric=True),
-    Column("votes", "votes", count, numeric=True),
-    Column("rating_avg", "avg", fixed(2), numeric=True),
-    Column("score", "score", lambda v: f"{v:,.0f}" if float(v).is_integer() else f"{v:.3f}", numeric=True),
-]
+WINDOW_HELP = (
+    "Windows are by event time, in UTC: --since is inclusive, --until exclusive, each "
+    "a duration before now (24h, 7d, 2w) or an ISO date or date/time (UTC unless a zone is given); "
+    "default all time. Reads are counted by the hour they happened in (both ends are taken down to "
+    "the whole hour for reads); votes are the current votes cast in the window, to the millisecond, "
+    "a changed vote counting at its new time."
+)
+
+
+class When(click.ParamType):
+    """A window end: a duration before now or an ISO date/time, as naive UTC."""
+
+    name = "TIME"
+
+    def convert(self, value, param, ctx) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_when(value, utc_now())
+        except ValueError:
+            self.fail(f"{value!r} is not a time; accepted: {WHEN_ACCEPTED}", param, ctx)
+
+
+class Duration(click.ParamType):
+    name = "DURATION"
+
+    def convert(self, value, param, ctx) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def window_options(func):
+    for option in reversed([
+        click.option("--since", type=When(), help="Start of the window (inclusive). [default: all time]"),
+        click.option("--until", type=When(), help="End of the window (exclusive). [default: now]"),
+    ]):
+        func = option(func)
+    return func
+
+
+def output_options(func):
+    for option in reversed([
+        format_option,
+        click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+                     metavar="FILE", help="Write the report to FILE instead of standard output."),
+        click.option("--plot", type=click.Path(dir_okay=False, writable=True, path_type=Path), metavar="FILE.png",
+                     help="Also draw the report as a PNG chart (needs: pip install 'readrate[plot]')."),
+    ]):
+        func = option(func)
+    return func
+
+
+prior_votes_option = click.option(
+    "--prior-votes", type=click.FloatRange(0), default=DEFAULT_PRIOR_VOTES, show_default=True,
+    help="m in the Bayesian average (C·m + rating_sum) / (m + votes): how many votes at C, the mean of "
+         "the votes in the window, each article starts with.")
+
+
+def _window(since: datetime | None, until: datetime | None) -> Window:
+    try:
+        return check_window(Window(since, until))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since/--until") from None
+
+
+def _emit(text: str, output: Path | None) -> None:
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    output.write_text(text, encoding="utf-8")
+    note(f"wrote {output}")
+
+
+def _has_tables(conn: Connection) -> bool:
+    return inspect(conn).has_table("article_stats")
 
 
 @click.group()
 def report() -> None:
-    """Popularity reports: what is read, what readers like."""
+    """Popularity reports: what is read, what readers like, what is rising."""
 
 
-@report.command("top")
-@click.option("--by", type=click.Choice(["reads", "votes", "rating"]), default="reads", show_default=True,
-              help="Rank by read count, vote count, or Bayesian rating.")
-@click.option("--limit", type=click.IntRange(1, 100_000), default=10, show_default=True, help="How many articles to list.")
+@report.command("top", epilog=WINDOW_HELP)
+@click.option("--by", type=click.Choice(RANKINGS), default="reads", show_default=True,
+              help="Rank by reads, votes, Bayesian rating, or trending (recent pace against the earlier pace).")
+@window_options
+@click.option("--limit", type=click.IntRange(1, 100_000), default=10, show_default=True,
+              help="How many articles to list.")
 @click.option("--min-votes", type=click.IntRange(0), default=0, show_default=True,
-              help="Leave out articles with fewer votes than this.")
-@click.option("--prior-votes", type=click.FloatRange(0), default=DEFAULT_PRIOR_VOTES, show_default=True,
-              help="m in the Bayesian average (C·m + rating_sum) / (m + votes): how many votes at the "
-                   "mean of all votes C each article starts with.")
-@format_option
+              help="Leave out articles with fewer votes than this in the window.")
+@prior_votes_option
+@click.option("--recent", type=Duration(), default="24h", show_default=True,
+              help="trending: the recent part of the window, compared with the rest of it.")
+@click.option("--prior-reads", type=click.FloatRange(0, min_open=True), default=DEFAULT_PRIOR_READS,
+              show_default=True, help="trending: k, reads added to both sides of the ratio so that a handful "
+                                      "of reads cannot make an article trend.")
+@output_options
 @pass_app
-def report_top(app: App, by: str, limit: int, min_votes: int, prior_votes: float, fmt: str) -> None:
-    """The top articles by reads, votes or rating.
+def report_top(app: App, by: str, since, until, limit: int, min_votes: int, prior_votes: float,
+               recent: timedelta, prior_reads: float, fmt: str, output: Path | None, plot: Path | None) -> None:
+    """The top articles in a window by reads, votes, rating or trending.
 
-    Ties break by votes, then reads, then article id (for reads and votes: by
-    the count, then article id).
+    \b
+    reads, votes   the counts in the window; ties by article id.
+    rating         the Bayesian average (C·m + rating_sum) / (m + votes), C the mean of the
+                   votes in the window, m = --prior-votes; ties by votes, reads, article id.
+    trending       the window (default: the 7 days before --until, which defaults to now) is
+                   cut at --recent (default 24h) before its end:
+                     expected = reads before × recent hours / hours before
+                     score    = (recent reads + k) / (expected + k),  k = --prior-reads
+                   2 means read twice as fast as before; only articles read recently are
+                   listed; ties by recent reads, then article id.
     """
-    query = TopQuery(by=by, limit=limit, min_votes=min_votes, prior_votes=prior_votes)
+    window = _window(since, until)
+    now = utc_now()
+    if by == "trending":
+        try:
+            periods = trend_windows(window, recent, now)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--recent") from None
+        window = Window(periods.before.since, periods.recent.until)
+    query = TopQuery(by=by, limit=limit, min_votes=min_votes, prior_votes=prior_votes, window=window,
+                     recent=recent, prior_reads=prior_reads)
     with reachable(app.settings.database_url), app.engine.connect() as conn:
-        rows = top(conn, query)
-    if not rows and fmt == "table":
-        note("no articles yet: emit some events and run `readrate worker`")
-        return
-    click.echo(render(rows, TOP_COLUMNS, fmt, title=f"Top {limit} by {by}"), nl=False)
+        rows = top(conn, query, now) if _has_tables(conn) else []
+        empty_database = not rows and (not _has_tables(conn) or not has_data(conn))
+    if not rows:
+        note(_nothing(by, min_votes, window, empty_database))
+        if fmt == "table":
+            return
+    heading = f"Top {limit} by {by}, {window.describe()}"
+    _emit(top_text(rows, by, fmt, heading), output)
+    if plot is not None and rows:
+        from ..plot import plot_top
+
+        plot_top(rows, by, heading, plot)
+        note(f"drew {plot}")
+
+
+def _nothing(by: str, min_votes: int, window: Window, empty_database: bool) -> str:
+    if empty_database:
+        return "no articles counted yet: emit some events and run `readrate worker`"
+    what = {"reads": "no article was read", "votes": "no article was voted on",
+            "rating": "no article was voted on", "trending": "no article was read recently"}[by]
+    if min_votes and by != "reads":
+        what = f"no article has {min_votes} or more votes"
+    return f"{what} in this window ({window.describe()})"
+
+
+@report.command("article", epilog=WINDOW_HELP)
+@click.argument("article_id", metavar="ARTICLE")
+@window_options
+@prior_votes_option
+@output_options
+@pass_app
+def report_article(app: App, article_id: str, since, until, prior_votes: float, fmt: str,
+                   output: Path | None, plot: Path | None) -> None:
+    """One article: reads, votes, average, Bayesian score, rank by reads, votes by rating and the daily
+    series of reads and votes (sparklines in the table; CSV is the daily series; JSON has everything)."""
+    window = _window(since, until)
+    with reachable(app.settings.database_url), app.engine.connect() as conn:
+        if not _has_tables(conn):
+            raise UnknownArticle(f"article {article_id!r} is unknown: the database has no readrate tables yet")
+        data = article_report(conn, article_id, window, prior_votes=prior_votes,
+                              scale=app.settings.rating_scale.values())
+    if not data["reads"] and not data["votes"]:
+        note(f"article {article_id!r} has no reads and no votes in this window ({window.describe()})")
+    _emit(article_text(data, fmt, window.describe()), output)
+    if plot is not None:
+        from ..plot import plot_article
+
+        plot_article(data, f"{data['title'] or article_id}: reads and votes per day, {window.describe()}", plot)
+        note(f"drew {plot}")
+
+
+@report.command("summary", epilog=WINDOW_HELP)
+@window_options
+@click.option("--min-votes", type=click.IntRange(0), default=0, show_default=True,
+              help="Leave articles with fewer votes than this out of the top-rated list.")
+@prior_votes_option
+@output_options
+@pass_app
+def report_summary(app: App, since, until, min_votes: int, prior_votes: float, fmt: str,
+                   output: Path | None, plot: Path | None) -> None:
+    """Totals for a window (reads, votes, active articles, mean rating) and its five most read and five
+    top rated articles. CSV is one table whose `section` column says total, top_reads or top_rating."""
+    window = _window(since, until)
+    with reachable(app.settings.database_url), app.engine.connect() as conn:
+        if _has_tables(conn):
+            data = summary(conn, window, min_votes=min_votes, prior_votes=prior_votes)
+        else:
+            data = summary_of_nothing(window)
+    if not data["active_articles"]:
+        note(f"no reads and no votes in this window ({window.describe()})")
+        if fmt == "table":
+            return
+    _emit(summary_text(data, fmt, window.describe()), output)
+    if plot is not None and data["top_reads"]:
+        from ..plot import plot_top
+
+        plot_top(data["top_reads"], "reads", f"Most read, {window.describe()}", plot)
+        note(f"drew {plot}")
+
+
+def summary_of_nothing(window: Window) -> dict:
+    return {"since": window.since, "until": window.until, "reads": 0, "votes": 0, "active_articles": 0,
+            "rating_avg": None, "top_reads": [], "top_rating": []}
 
 
 def register(group: click.Group) -> None:
