@@ -9,8 +9,11 @@ pickled jobs, and `DrainJob` refuses any other function a job might name.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 import time
+import uuid
 
 import redis as redis_lib
 from redis import Redis
@@ -63,7 +66,42 @@ class DrainWorker(SimpleWorker):
     def request_stop(self, signum, frame):
         # The running drain finishes its current batch, hands the shard over and returns.
         self.drainer.stopping.set()
-        return super().request_stop(signum, frame)
+        try:
+            return super().request_stop(signum, frame)
+        except redis_lib.RedisError:
+            # RQ asks Redis whether a job is in hand; with Redis down there is nothing to save: stop now
+            # (otherwise the Redis error escapes the signal handler and the worker dies with exit code 3).
+            raise StopRequested() from None
+
+    def bootstrap(self, *args, **kwargs):
+        # RQ registers the worker (it shows as started) before it installs its SIGTERM handler, and a
+        # SIGTERM in between killed the process (exit -15). Until then a signal only asks for a stop,
+        # which RQ's work loop checks before it takes its first job.
+        def stop_soon(signum, frame):
+            self.drainer.stopping.set()
+            self._stop_requested = True
+
+        signal.signal(signal.SIGTERM, stop_soon)
+        signal.signal(signal.SIGINT, stop_soon)
+        return super().bootstrap(*args, **kwargs)
+
+    def register_birth(self):
+        self._forget_own_stale_registration()
+        return super().register_birth()
+
+    def _forget_own_stale_registration(self) -> None:
+        """RQ refuses to start a worker whose name is still registered, until that registration
+        expires (7 to 11 minutes). A worker restarted under the same --name after a SIGKILL, or
+        re-registering after a Redis crash, would be refused that long. Take the registration
+        over when it is certainly this worker's own: same host, and its process is this one or gone."""
+        hostname, pid, death = self.connection.hmget(self.key, "hostname", "pid", "death")
+        if hostname is None or pid is None or death is not None or hostname.decode() != self.hostname:
+            return
+        pid = int(pid)
+        if pid == os.getpid() or not _process_alive(pid):
+            log.warning("worker %s: taking over the registration its previous run (pid %d) left behind",
+                        self.name, pid)
+            self.connection.delete(self.key)
 
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
         while True:
@@ -105,7 +143,9 @@ class WorkerProcess:
 
     def __init__(self, settings: Settings, *, name: str | None = None, logging_level: str = "WARNING") -> None:
         self.settings = settings
-        self.name = name
+        # One RQ name for the life of the process: after a Redis outage the worker registers again
+        # under it instead of leaving a second, dead-looking registration behind.
+        self.name = name or uuid.uuid4().hex
         self.logging_level = logging_level
         self.engine = make_engine(settings.database_url)
         self.redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5)
@@ -134,16 +174,21 @@ class WorkerProcess:
         """Drain every shard until no backlog is left, then return."""
         self.prepare()
         deadline = time.monotonic() + timeout_s
-        while True:
-            self._worker().work(burst=True, logging_level=self.logging_level)
-            if not backlog(self.redis, self.settings):
-                return self.drainer.totals
-            check_database(self.engine)  # a failed drain because the database is down: say so
-            if time.monotonic() > deadline:
-                raise ReadrateError(f"burst drain gave up after {timeout_s:.0f} s with a backlog left")
-            # Another drain (or a dead worker's lease) holds a shard: wait, then ask again.
-            time.sleep(0.2)
-            self.sweeper.sweep_once(force=True)
+        try:
+            while True:
+                self._worker().work(burst=True, logging_level=self.logging_level)
+                # Stopped by SIGTERM/SIGINT: the batch in hand was applied, the rest waits in Redis.
+                # (Without this check a stopped burst worker went round this loop until the deadline.)
+                if self.drainer.stopping.is_set() or not backlog(self.redis, self.settings):
+                    return self.drainer.totals
+                check_database(self.engine)  # a failed drain because the database is down: say so
+                if time.monotonic() > deadline:
+                    raise ReadrateError(f"burst drain gave up after {timeout_s:.0f} s with a backlog left")
+                # Another drain (or a dead worker's lease) holds a shard: wait, then ask again.
+                time.sleep(0.2)
+                self.sweeper.sweep_once(force=True)
+        except StopRequested:  # a signal between two RQ runs: no job is in hand
+            return self.drainer.totals
 
     def run_forever(self) -> None:
         """Work until SIGTERM/SIGINT; reconnect when Redis drops."""
@@ -153,16 +198,21 @@ class WorkerProcess:
         sweep.start()
         wait_s = 0.5
         try:
-            while not self.stop.is_set():
+            while not self.stop.is_set() and not self.drainer.stopping.is_set():
                 worker = self._worker()
+                started = time.monotonic()
                 try:
                     worker.work(logging_level=self.logging_level)
                 except redis_lib.RedisError as exc:
                     log.warning("Redis unavailable (%s); reconnecting in %.1f s", exc, wait_s)
                 if worker._stop_requested or self.drainer.stopping.is_set() or _stopped_by_signal(worker):
                     break
-                time.sleep(wait_s)
+                if time.monotonic() - started > MAX_RECONNECT_WAIT_S:
+                    wait_s = 0.5  # it worked for a while: a new outage starts the backoff afresh
+                self.drainer.stopping.wait(wait_s)
                 wait_s = min(wait_s * 2, MAX_RECONNECT_WAIT_S)
+        except StopRequested:
+            pass  # SIGTERM/SIGINT between two RQ worker runs (reconnecting): no job is in hand
         finally:
             self.stop.set()
             sweep.join(timeout=5)
@@ -171,6 +221,16 @@ class WorkerProcess:
     def close(self) -> None:
         self.drainer.close()
         self.redis.close()
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _stopped_by_signal(worker: DrainWorker) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import redis as redis_lib
 from redis import Redis
@@ -23,6 +24,8 @@ from events.wire import DOORBELL_TTL_MS, Keys
 log = logging.getLogger("readrate.sweep")
 # A doorbell older than this with no lease held means the job that should drain the shard is gone.
 STALE_DOORBELL_MS = 3_000
+# While Redis is down the sweep says so at most this often.
+OUTAGE_LOG_INTERVAL_S = 30.0
 
 
 class Sweeper:
@@ -79,13 +82,23 @@ class Sweeper:
 
     def run(self, stop: threading.Event, interval_s: float) -> None:
         """Sweep every `interval_s` until `stop` is set; Redis outages are logged and waited out."""
+        down_since = last_said = None
         while not stop.wait(interval_s):
             try:
                 self.sweep_once()
             except redis_lib.RedisError as exc:
-                log.warning("sweep: Redis unavailable (%s); retrying", exc)
+                # Twice a second for the whole outage would bury the log: say it once, then now and then.
+                now = time.monotonic()
+                down_since = down_since or now
+                if last_said is None or now - last_said >= OUTAGE_LOG_INTERVAL_S:
+                    last_said = now
+                    log.warning("sweep: Redis unavailable for %.0f s (%s); retrying", now - down_since, exc)
+                continue
             except Exception:  # a bug here must not silently stop the sweep for good
                 log.exception("sweep failed; retrying")
+            if down_since is not None:
+                log.warning("sweep: Redis is back after %.0f s", time.monotonic() - down_since)
+                down_since = last_said = None
         try:
             self.release()
         except redis_lib.RedisError:
