@@ -19,7 +19,9 @@ from .wire import Keys
 DRAIN_JOB = "workers.drain.drain_shard"
 # Backoff when the database is unreachable: the events wait in Redis meanwhile.
 RETRY_INTERVALS_S = [1, 2, 5, 10, 30, 60]
-DRAIN_TIMEOUT_S = 600
+# A drain job hands over after a few seconds; this only bounds a stuck one. RQ lists a worker as alive
+# for this long plus a minute after it last beat, so it also bounds how long a killed worker shows.
+DRAIN_TIMEOUT_S = 120
 # RQ job ids allow only these characters.
 _SAFE = re.compile(r"[^A-Za-z0-9_-]")
 

@@ -74,3 +74,213 @@ def counters(engine: Engine) -> dict[str, tuple[int, int, float]]:
         rows = conn.execute(select(article_stats.c.article_id, article_stats.c.reads, article_stats.c.votes,
                                    article_stats.c.rating_sum))
         return {r.article_id: (int(r.reads), int(r.votes), float(r.rating_sum)) for r in rows}
+
+
+# -- helpers for the integration tests (pipeline, crash, dead letters, worker) -------------------
+
+from collections import Counter  # noqa: E402  (this section was appended; see above)
+from datetime import datetime as _datetime, timedelta as _timedelta  # noqa: E402
+
+MS_PER_HOUR = 3_600_000
+MS_PER_DAY = 86_400_000
+_EPOCH = _datetime(1970, 1, 1)
+
+
+def start_logged_worker(settings: Settings, log_path, *args: str, **extra_env: str) -> subprocess.Popen:
+    """Start `readrate worker` with its stderr in `log_path` (a pipe nobody reads could fill and block it)."""
+    log = open(log_path, "ab")
+    try:
+        return subprocess.Popen([*READRATE, "worker", *args], env=env_for(settings, **extra_env),
+                                stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+    finally:
+        log.close()
+
+
+def kill_hard(process: subprocess.Popen) -> None:
+    """SIGKILL a worker: no signal handler, no finally block, no clean-up runs."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+
+
+def stream_entries(redis, settings: Settings) -> dict[int, list[tuple[str, dict[bytes, bytes]]]]:
+    """Every entry still in each shard's stream: shard -> [(stream id, fields)] in stream order."""
+    out = {}
+    for shard in range(settings.shards):
+        out[shard] = [(i.decode(), f) for i, f in redis.xrange(settings.keys.stream(shard))]
+    return out
+
+
+def backlog(redis, settings: Settings) -> int:
+    """Entries left in all of the installation's streams (applied ones are trimmed)."""
+    return sum(redis.xlen(settings.keys.stream(s)) for s in range(settings.shards))
+
+
+def id_key(stream_id: str) -> tuple[int, int]:
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def offsets(engine: Engine) -> dict[int, str]:
+    from workers.schema import stream_offsets
+
+    with engine.connect() as conn:
+        rows = conn.execute(select(stream_offsets.c.shard, stream_offsets.c.last_id))
+        return {r.shard: r.last_id for r in rows}
+
+
+def _hour(at_ms: int):
+    return _EPOCH + _timedelta(hours=at_ms // MS_PER_HOUR)
+
+
+def _day(at_ms: int):
+    return (_EPOCH + _timedelta(days=at_ms // MS_PER_DAY)).date()
+
+
+def tally(entries) -> dict[str, dict]:
+    """What the database must hold after `entries` (valid wire-format fields, in stream order per shard).
+
+    Written independently of workers.aggregate: plain dict arithmetic on the wire fields. The
+    latest event time wins per (article, voter); on equal times the later entry wins.
+    """
+    reads: Counter = Counter()
+    hourly: Counter = Counter()
+    daily: Counter = Counter()
+    latest: dict[tuple[str, str], tuple[int, float]] = {}
+    for fields in entries:
+        f = {k.decode(): v.decode() for k, v in fields.items()}
+        article, at_ms = f["a"], int(f["t"])
+        if f["k"] == "read":
+            reads[article] += 1
+            hourly[(article, _hour(at_ms))] += 1
+            daily[(article, _day(at_ms))] += 1
+            continue
+        key = (article, f["v"])
+        if key not in latest or at_ms >= latest[key][0]:
+            latest[key] = (at_ms, float(f["r"]))
+    return expected_state(reads, hourly, daily, latest)
+
+
+def expected_state(reads, hourly, daily, latest) -> dict[str, dict]:
+    """The snapshot() shape for reads per article/hour/day and the winning vote per (article, voter)."""
+    stats: dict[str, list] = {a: [n, 0, 0.0] for a, n in reads.items()}
+    votes_daily: dict = {}
+    for (article, _voter), (at_ms, rating) in latest.items():
+        row = stats.setdefault(article, [0, 0, 0.0])
+        row[1] += 1
+        row[2] += rating
+        bucket = votes_daily.setdefault((article, _day(at_ms)), [0, 0.0])
+        bucket[0] += 1
+        bucket[1] += rating
+    return {
+        "stats": {a: tuple(v) for a, v in stats.items()},
+        "hourly": dict(hourly),
+        "daily": dict(daily),
+        "votes_daily": {k: tuple(v) for k, v in votes_daily.items()},
+        "votes": {k: (rating, _EPOCH + _timedelta(milliseconds=at_ms))
+                  for k, (at_ms, rating) in latest.items()},
+    }
+
+
+def snapshot(engine: Engine) -> dict[str, dict]:
+    """Every counter table as plain dicts (votes_daily rows emptied by moved votes are left out)."""
+    from workers.schema import reads_daily, reads_hourly, votes, votes_daily
+
+    with engine.connect() as conn:
+        hourly = {(r.article_id, r.hour): int(r.reads) for r in conn.execute(select(reads_hourly))}
+        daily = {(r.article_id, r.day): int(r.reads) for r in conn.execute(select(reads_daily))}
+        vdaily_rows = list(conn.execute(select(votes_daily)))
+        vote_rows = {(r.article_id, r.voter_id): (float(r.rating), r.voted_at)
+                     for r in conn.execute(select(votes))}
+    empty = [r for r in vdaily_rows if int(r.votes) == 0]
+    # A day a vote moved away from keeps a zero row; its sum must be back to zero too.
+    assert all(float(r.rating_sum) == 0.0 for r in empty), empty
+    return {
+        "stats": {a: (r, v, s) for a, (r, v, s) in counters(engine).items()},
+        "hourly": {k: n for k, n in hourly.items() if n},
+        "daily": {k: n for k, n in daily.items() if n},
+        "votes_daily": {(r.article_id, r.day): (int(r.votes), float(r.rating_sum)) for r in vdaily_rows
+                        if int(r.votes)},
+        "votes": vote_rows,
+    }
+
+
+def assert_same_state(actual: dict[str, dict], expected: dict[str, dict]) -> None:
+    """Compare two snapshots table by table, so a failure names the table and a few differing keys."""
+    for table in ("stats", "hourly", "daily", "votes_daily", "votes"):
+        got, want = actual[table], expected[table]
+        if got != want:
+            diff = sorted(k for k in got.keys() | want.keys() if got.get(k) != want.get(k))
+            detail = [(k, got.get(k), want.get(k)) for k in diff[:5]]
+            raise AssertionError(f"{table}: {len(diff)} rows differ (key, database, expected): {detail}")
+
+
+def wire_fields(event) -> dict[bytes, bytes]:
+    """Wire format v1 fields of a Read or Vote, spelled out here rather than taken from events.wire."""
+    fields = {b"k": b"vote" if hasattr(event, "rating") else b"read", b"a": event.article_id.encode(),
+              b"t": str(event.at_ms).encode()}
+    person = getattr(event, "voter", None) or getattr(event, "visitor", None)
+    if person is not None:
+        fields[b"v"] = person.encode()
+    if hasattr(event, "rating"):
+        fields[b"r"] = str(event.rating).encode()
+    return fields
+
+
+def tally_events(events) -> dict[str, dict]:
+    """tally() of Read/Vote objects in the order they were emitted."""
+    return tally(wire_fields(e) for e in events)
+
+
+def wait_for_state(engine: Engine, expected: dict[str, dict], timeout: float = 120) -> None:
+    """Poll until every counter table equals `expected`; on timeout, fail naming what differs."""
+    try:
+        wait_until(lambda: snapshot(engine) == expected, timeout=timeout, interval=0.2,
+                   message="the counters to equal the events emitted")
+    except AssertionError:
+        assert_same_state(snapshot(engine), expected)
+        raise
+
+
+class RunningWorker:
+    """`with RunningWorker(settings, log_path) as worker:` — a `readrate worker` that is always stopped."""
+
+    def __init__(self, settings: Settings, log_path, *args: str, **extra_env: str) -> None:
+        self.settings, self.log_path, self.args, self.extra_env = settings, log_path, args, extra_env
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> "RunningWorker":
+        self.process = start_logged_worker(self.settings, self.log_path, *self.args, **self.extra_env)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.process is not None and self.process.poll() is None:
+            stop(self.process)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log(self) -> str:
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+
+def wait_for_listening_worker(redis, settings: Settings, timeout: float = 120, interval: float = 0.1) -> None:
+    """Wait until a worker has registered with RQ on the installation's queue (start-up, migrations done)."""
+    from rq import Queue, Worker
+
+    queue = Queue(settings.keys.queue, connection=redis)
+    wait_until(lambda: Worker.count(connection=redis, queue=queue) > 0, timeout=timeout, interval=interval,
+               message="a readrate worker to listen on its queue")
+
+
+def applied_entries(emitted: dict, committed: dict[int, str]) -> list[dict[bytes, bytes]]:
+    """Fields of the entries at or before each shard's committed offset (what must be counted)."""
+    return [fields for shard, entries in emitted.items() for stream_id, fields in entries
+            if id_key(stream_id) <= id_key(committed[shard])]
+
+
+def pending_entries(emitted: dict, committed: dict[int, str]) -> int:
+    """How many entries lie after each shard's committed offset (not counted yet)."""
+    return sum(1 for shard, entries in emitted.items() for stream_id, _ in entries
+               if id_key(stream_id) > id_key(committed[shard]))

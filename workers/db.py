@@ -18,7 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 
 from events.errors import ConfigError, DatabaseUnavailable
 
@@ -89,11 +89,12 @@ def is_unreachable(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return True
-        name = type(exc.orig).__name__ if exc.orig is not None else ""
         message = str(exc.orig).lower()
+        # SQLAlchemy maps every driver error class to its DB-API category, subclasses included
+        # (psycopg's CannotConnectNow, "the database system is starting up", is an OperationalError).
         # Not "does not exist": in an OperationalError that is PostgreSQL refusing the connection
         # (database or role does not exist); a missing table is a ProgrammingError there.
-        return name in {"OperationalError", "InterfaceError"} and not any(
+        return isinstance(exc, (OperationalError, InterfaceError)) and not any(
             hint in message for hint in ("syntax error", "no such table", "no such column")
         )
     return False
