@@ -127,6 +127,14 @@ _PLAIN_VOTER = re.compile(rb"[\x20-\x7e]{1,128}")
 _MEMORY = 100_000
 
 
+def as_dict(fields: list[bytes] | dict[bytes, bytes]) -> dict[bytes, bytes]:
+    """A raw XRANGE entry's flat `[name, value, …]` list as a dict (a dict is returned as is)."""
+    if type(fields) is not list:
+        return fields
+    pairs = iter(fields)
+    return dict(zip(pairs, pairs))
+
+
 class Decoder:
     """`decode()` for workers: the same rules, returning plain tuples, and fast on the common case.
 
@@ -158,6 +166,31 @@ class Decoder:
                         if rating is not None:
                             return article, at_ms, person.decode("ascii"), rating
         return self._checked(fields, now_ms)
+
+    def entry(self, fields: list[bytes] | dict[bytes, bytes], now_ms: int) -> tuple[str, int, str | None, float | None]:
+        """Like calling the decoder, for a raw XRANGE entry's flat `[name, value, …]` list (or a dict).
+
+        The field order `Emitter` writes (k, a, t[, v][, r]) is checked in place, without
+        building a dict; any other order or anything unusual goes through the dict path.
+        """
+        if type(fields) is not list:
+            return self(fields, now_ms)
+        size = len(fields)
+        if size >= 6 and fields[0] == b"k" and fields[2] == b"a" and fields[4] == b"t":
+            article = self._articles.get(fields[3])
+            at = fields[5]
+            if article is not None and at.isdigit() and len(at) <= 16:
+                at_ms = int(at)
+                if at_ms <= now_ms + MAX_FUTURE_MS:
+                    kind = fields[1]
+                    if kind == b"read":
+                        if size == 6 or (size == 8 and fields[6] == b"v" and _PLAIN_VISITOR.fullmatch(fields[7])):
+                            return article, at_ms, None, None
+                    elif kind == b"vote" and size == 10 and fields[6] == b"v" and fields[8] == b"r":
+                        rating = self._ratings.get(fields[9])
+                        if rating is not None and _PLAIN_VOTER.fullmatch(fields[7]):
+                            return article, at_ms, fields[7].decode("ascii"), rating
+        return self(as_dict(fields), now_ms)
 
     def _checked(self, fields: dict[bytes, bytes], now_ms: int) -> tuple[str, int, str | None, float | None]:
         event = decode(fields, scale=self.scale, now_ms=now_ms)

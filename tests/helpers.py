@@ -197,8 +197,8 @@ def snapshot(engine: Engine) -> dict[str, dict]:
     assert all(float(r.rating_sum) == 0.0 for r in empty), empty
     return {
         "stats": {a: (r, v, s) for a, (r, v, s) in counters(engine).items()},
-        "hourly": {k: n for k, n in hourly.items() if n},
-        "daily": {k: n for k, n in daily.items() if n},
+        "hourly": hourly,
+        "daily": daily,
         "votes_daily": {(r.article_id, r.day): (int(r.votes), float(r.rating_sum)) for r in vdaily_rows
                         if int(r.votes)},
         "votes": vote_rows,

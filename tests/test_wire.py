@@ -13,9 +13,11 @@ from events.model import Read, Vote
 from events.scale import WHOLE_STARS, RatingScale
 from events.wire import (
     DOORBELL_TTL_MS,
+    Decoder,
     MAX_FIELD_BYTES,
     PAYLOAD_FIELD_LIMIT,
     Keys,
+    as_dict,
     decode,
     encode,
     encode_flat,
@@ -338,3 +340,52 @@ def test_a_payload_round_trip_gives_each_field_cut_to_the_limit(fields):
     back = payload_fields(payload_text(fields))
 
     assert back == {k: v[:PAYLOAD_FIELD_LIMIT] for k, v in fields.items()}
+
+
+# -- Decoder.entry: the in-place fast path must agree with the dict path on every input -------------
+
+_NOW_MS = 1_764_360_000_000
+_names = st.sampled_from([b"k", b"a", b"t", b"v", b"r", b"x"])
+_any_value = st.one_of(
+    st.sampled_from([b"read", b"vote", b"article-1", b"4", b"", b"\xff", b"a\x00b", b"-5"]), st.binary(max_size=8))
+# The layout Emitter writes, k a t [v] [r], with values on both sides of every rule.
+_emitter_layout = st.tuples(
+    st.sampled_from([b"read", b"vote", b"like"]),
+    st.sampled_from([b"article-1", b"4", b"", b"\xff", b"a\x00b"]),
+    st.sampled_from([str(_NOW_MS).encode(), str(_NOW_MS + 300_000).encode(), str(_NOW_MS + 300_001).encode(),
+                     b"-5", b"1.5", b"", b"1" * 17]),
+    st.sampled_from([None, b"visitor 1", b"", b"\xff", b"a\x00b", b"x" * 129, "ü".encode()]),
+    st.sampled_from([None, b"4", b"4.5", b"NaN", b"9"]),
+)
+
+
+def _outcome(call):
+    try:
+        return call()
+    except InvalidEvent as exc:
+        return ("refused", str(exc))
+
+
+def _check_entry_agrees(flat):
+    warm = Decoder(WHOLE_STARS)  # its caches know some valid values, so the fast path is taken
+    for article in (b"article-1", b"4"):
+        warm({b"k": b"read", b"a": article, b"t": b"1"}, _NOW_MS)
+    warm({b"k": b"vote", b"a": b"article-1", b"t": b"1", b"v": b"u", b"r": b"4"}, _NOW_MS)
+    expected = _outcome(lambda: Decoder(WHOLE_STARS)(as_dict(flat), _NOW_MS))
+    assert _outcome(lambda: warm.entry(flat, _NOW_MS)) == expected
+
+
+@given(_emitter_layout)
+def test_decoder_entry_agrees_with_the_dict_path_on_the_emitter_layout(layout):
+    kind, article, at, person, rating = layout
+    flat = [b"k", kind, b"a", article, b"t", at]
+    if person is not None:
+        flat += [b"v", person]
+    if rating is not None:
+        flat += [b"r", rating]
+    _check_entry_agrees(flat)
+
+
+@given(st.lists(st.tuples(_names, _any_value), min_size=1, max_size=6))
+def test_decoder_entry_agrees_with_the_dict_path_on_any_layout(pairs):
+    _check_entry_agrees([part for pair in pairs for part in pair])

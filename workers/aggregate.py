@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from events.errors import InvalidEvent
 from events.scale import RatingScale
-from events.wire import Decoder, payload_text
+from events.wire import Decoder, as_dict, payload_text
 
 from .timeconv import MS_PER_HOUR
 
@@ -84,7 +84,7 @@ def aggregate(
     or `scale` to start a fresh one. Votes: per (article, voter) the vote with the
     latest event time wins; on a tie the later entry wins, as it does across batches.
     """
-    decode = decoder or Decoder(scale)
+    decode = (decoder or Decoder(scale)).entry
     batch = Batch(last_id=_text(entries[-1][0]) if entries else "", entries=len(entries))
     # Per (article, hour): [reads, earliest, latest]; articles and days are derived after the loop,
     # so the hot loop touches one dict per read.
@@ -92,12 +92,10 @@ def aggregate(
     first_vote_ms: dict[str, int] = {}
     votes = batch.votes
     for raw_id, fields in entries:
-        if type(fields) is list:
-            fields = dict(zip(fields[::2], fields[1::2]))
         try:
             article_id, at_ms, voter, rating = decode(fields, now_ms)
         except InvalidEvent as exc:
-            batch.rejected.append(Rejected(_text(raw_id), payload_text(fields), str(exc)))
+            batch.rejected.append(Rejected(_text(raw_id), payload_text(as_dict(fields)), str(exc)))
             continue
         if voter is None:
             key = (article_id, at_ms // MS_PER_HOUR)
