@@ -17,12 +17,12 @@ from ..cli import App, ExitCode, note, pass_app
 BAD_LINES_SHOWN = 20
 
 
-@click.group()
+@click.group(short_help="Import titles and URLs that reports show.")
 def articles() -> None:
     """Article metadata: the titles and URLs reports show next to article ids."""
 
 
-@articles.command("import")
+@articles.command("import", short_help="Titles and URLs from CSV or JSON Lines.")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=str))
 @click.option("--input-format", type=click.Choice(["auto", "csv", "jsonl"]), default="auto", show_default=True,
               help="CSV with a header row, or JSON Lines; auto goes by the file name, then the first line.")

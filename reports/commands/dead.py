@@ -29,12 +29,12 @@ _reason_option = click.option("--reason", metavar="TEXT",
                                    "e.g. --reason 'not on the scale'.")
 
 
-@click.group()
+@click.group(short_help="List, replay or purge refused events.")
 def dead() -> None:
     """The dead letters: events the workers refused, kept with the reason."""
 
 
-@dead.command("list")
+@dead.command("list", short_help="Refused events, newest first, with reasons.")
 @_reason_option
 @click.option("--limit", type=click.IntRange(1, 1_000_000), default=50, show_default=True, metavar="N",
               help="Show at most N dead letters, newest first.")
@@ -52,7 +52,7 @@ def dead_list(app: App, reason: str | None, limit: int, fmt: str) -> None:
     note(f"{len(rows):,} of {total:,} dead letters shown" if total else "no dead letters")
 
 
-@dead.command("replay")
+@dead.command("replay", short_help="Re-check with today's rules; re-emit what passes.")
 @click.option("--id", "ids", type=int, multiple=True, metavar="ID", help="Replay this dead letter; repeatable.")
 @click.option("--all", "everything", is_flag=True, help="Replay every dead letter (or every one --reason picks).")
 @_reason_option
@@ -80,7 +80,7 @@ def dead_replay(app: App, ids: tuple[int, ...], everything: bool, reason: str | 
          f"and stay")
 
 
-@dead.command("purge")
+@dead.command("purge", short_help="Delete dead letters for good.")
 @click.option("--before", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
               metavar="DATE", help="Delete dead letters received before DATE (UTC), e.g. 2024-06-01.")
 @click.option("--all", "everything", is_flag=True, help="Delete dead letters whatever their date.")

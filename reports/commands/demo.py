@@ -8,7 +8,7 @@ from ..cli import App, pass_app
 from ..demo import DemoPlan, run_demo
 
 
-@click.command()
+@click.command(short_help="Synthetic traffic through the real pipeline, then a report.")
 @click.option("--events", type=click.IntRange(100, 10_000_000), default=200_000, show_default=True,
               help="How many read and vote events to emit.")
 @click.option("--articles", type=click.IntRange(1, 1_000_000), default=2_000, show_default=True,

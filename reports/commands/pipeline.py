@@ -21,7 +21,7 @@ from ..cli import App, ExitCode, note, pass_app
 BAD_LINES_SHOWN = 20
 
 
-@click.command()
+@click.command(short_help="Drain event streams into the database (RQ worker + sweep).")
 @click.option("--burst", is_flag=True, help="Drain every shard until no backlog is left, then exit.")
 @click.option("--name", metavar="TEXT", help="Worker name shown by `rq info` and `readrate status` (default: random).")
 @pass_app
@@ -47,7 +47,7 @@ def worker(app: App, burst: bool, name: str | None) -> None:
     process.run_forever()
 
 
-@click.group()
+@click.group(short_help="Emit one read or vote by hand.")
 def emit() -> None:
     """Emit one event by hand (as a page hook would)."""
 
@@ -66,7 +66,7 @@ def _emit(app: App, make) -> None:
     note(f"emitted {event}")
 
 
-@emit.command("read")
+@emit.command("read", short_help="Record that an article was read.")
 @click.argument("article")
 @click.option("--visitor", metavar="ID", help="Opaque visitor id (at most 128 characters).")
 @_at_option
@@ -76,7 +76,7 @@ def emit_read(app: App, article: str, visitor: str | None, at: str | None) -> No
     _emit(app, lambda e: e.make_read(article, visitor, at))
 
 
-@emit.command("vote")
+@emit.command("vote", short_help="Record a reader's rating of an article.")
 @click.argument("article")
 @click.argument("rating")
 @click.option("--voter", required=True, metavar="ID", help="Opaque voter id; one vote per voter per article.")
@@ -87,7 +87,7 @@ def emit_vote(app: App, article: str, rating: str, voter: str, at: str | None) -
     _emit(app, lambda e: e.make_vote(article, rating, voter, at))
 
 
-@click.command("import")
+@click.command("import", short_help="Bulk events from CSV or JSON Lines.")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=str))
 @click.option("--input-format", type=click.Choice(["auto", "csv", "jsonl"]), default="auto", show_default=True,
               help="CSV with a header row, or JSON Lines; auto goes by the file name, then the first line.")
@@ -169,12 +169,12 @@ def _good(pairs, bad: list[tuple[int, str]]):
             yield item
 
 
-@click.group()
+@click.group(short_help="Database migrations.")
 def db() -> None:
     """Database maintenance."""
 
 
-@db.command("upgrade")
+@db.command("upgrade", short_help="Apply the migrations this version ships.")
 @pass_app
 def db_upgrade(app: App) -> None:
     """Apply the database migrations this version of readrate ships (Alembic)."""

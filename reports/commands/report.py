@@ -101,12 +101,12 @@ def _has_tables(conn: Connection) -> bool:
     return inspect(conn).has_table("article_stats")
 
 
-@click.group()
+@click.group(short_help="Popularity reports: top lists, one article, a summary.")
 def report() -> None:
     """Popularity reports: what is read, what readers like, what is rising."""
 
 
-@report.command("top", epilog=WINDOW_HELP)
+@report.command("top", epilog=WINDOW_HELP, short_help="Top articles by reads, votes, rating or trending.")
 @click.option("--by", type=click.Choice(RANKINGS), default="reads", show_default=True,
               help="Rank by reads, votes, Bayesian rating, or trending (recent pace against the earlier pace).")
 @window_options
@@ -173,7 +173,7 @@ def _nothing(by: str, min_votes: int, window: Window, empty_database: bool) -> s
     return f"{what} in this window ({window.describe()})"
 
 
-@report.command("article", epilog=WINDOW_HELP)
+@report.command("article", epilog=WINDOW_HELP, short_help="One article: counters, histogram, daily series.")
 @click.argument("article_id", metavar="ARTICLE")
 @window_options
 @prior_votes_option
@@ -199,7 +199,7 @@ def report_article(app: App, article_id: str, since, until, prior_votes: float, 
         note(f"drew {plot}")
 
 
-@report.command("summary", epilog=WINDOW_HELP)
+@report.command("summary", epilog=WINDOW_HELP, short_help="Totals for a window and its top five lists.")
 @window_options
 @click.option("--min-votes", type=click.IntRange(0), default=0, show_default=True,
               help="Leave articles with fewer votes than this out of the top-rated list.")

@@ -29,7 +29,7 @@ WORKER_COLUMNS = [
 ]
 
 
-@click.command()
+@click.command(short_help="Backlog, lag, dead letters, workers, risky Redis settings.")
 @format_option
 @click.option("--check", is_flag=True,
               help="Exit 1 when the lag, failed drain jobs or missing workers pass the thresholds below "
