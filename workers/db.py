@@ -71,6 +71,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA cache_size=-32768")
         cursor.close()
 
     @event.listens_for(engine, "begin")
