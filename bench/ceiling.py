@@ -36,8 +36,12 @@ def _raw(response, **_options):
     return response
 
 
-def decode_all(client: Redis, settings: Settings) -> int:
-    """XRANGE every shard in batches of `batch_size` and decode each entry's fields to text."""
+def read_all(client: Redis, settings: Settings, *, decode: bool) -> int:
+    """XRANGE every shard from the start in batches of `batch_size`; returns how many entries came back.
+
+    With `decode`, every entry's fields become text (`client` parses replies into dicts);
+    without, the raw replies are all there is (`client` has parsing switched off).
+    """
     entries = 0
     for shard in range(settings.shards):
         stream = settings.keys.stream(shard)
@@ -46,23 +50,9 @@ def decode_all(client: Redis, settings: Settings) -> int:
             batch = client.xrange(stream, min=start, count=settings.batch_size)
             if not batch:
                 break
-            for _id, fields in batch:
-                {name.decode(): value.decode() for name, value in fields.items()}
-            entries += len(batch)
-            start = "(" + batch[-1][0].decode()
-    return entries
-
-
-def read_all(client: Redis, settings: Settings) -> int:
-    """XRANGE every shard from the start in batches of `batch_size`; returns how many entries came back."""
-    entries = 0
-    for shard in range(settings.shards):
-        stream = settings.keys.stream(shard)
-        start = "-"
-        while True:
-            batch = client.xrange(stream, min=start, count=settings.batch_size)
-            if not batch:
-                break
+            if decode:
+                for _id, fields in batch:
+                    {name.decode(): value.decode() for name, value in fields.items()}
             entries += len(batch)
             last = batch[-1][0]
             start = "(" + (last.decode() if isinstance(last, bytes) else last)
@@ -83,10 +73,10 @@ def run(env: Env, quick: bool) -> Outcome:
         with quiet_heap():
             for _ in range(n["passes"]):
                 started = time.perf_counter()
-                got = decode_all(parsed, settings)
+                got = read_all(parsed, settings, decode=True)
                 passes.append(rate(got, time.perf_counter() - started))
                 started = time.perf_counter()
-                got_raw = read_all(bare, settings)
+                got_raw = read_all(bare, settings, decode=False)
                 raw_passes.append(rate(got_raw, time.perf_counter() - started))
         seconds, entries, rejected = workload.drain_in_process(settings, engine)
         check = workload.verify(engine, backlog)

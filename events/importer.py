@@ -9,13 +9,12 @@ and report the bad ones by number. Column names can be mapped (MovieLens'
 
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from .errors import InvalidEvent
 from .model import Event
+from .records import records
 
 FIELDS = ("kind", "article", "at", "visitor", "rating")
 KINDS = ("read", "vote")
@@ -60,12 +59,10 @@ def parse_lines(
     lines: Iterable[str], fmt: str, spec: ImportSpec, make_read: MakeRead, make_vote: MakeVote
 ) -> Iterator[tuple[int, Event | InvalidEvent]]:
     """Yield `(line number, event)` or `(line number, InvalidEvent)` for every data line."""
-    lines = _without_bom(lines)
-    records = _csv_records(lines) if fmt == "csv" else _json_records(lines)
     cols = spec.columns
-    for line_no, record in records:
-        if isinstance(record, InvalidEvent):
-            yield line_no, record
+    for line_no, record in records(lines, fmt):
+        if isinstance(record, str):
+            yield line_no, InvalidEvent(record)
             continue
         try:
             kind = spec.kind or _get(record, cols["kind"])
@@ -81,15 +78,6 @@ def parse_lines(
                 raise InvalidEvent(f"kind {kind!r} is unknown; accepted: read, vote")
         except InvalidEvent as exc:
             yield line_no, exc
-
-
-def _without_bom(lines: Iterable[str]) -> Iterator[str]:
-    # Spreadsheets save "CSV UTF-8" with a byte order mark; it must not stick to the first column name.
-    lines = iter(lines)
-    first = next(lines, None)
-    if first is not None:
-        yield first.removeprefix("\ufeff")
-        yield from lines
 
 
 def _get(record: dict, column: str) -> object:
@@ -110,34 +98,3 @@ def _time(value: object, unit_ms: int) -> object:
     if text.lstrip("-").isdigit():
         return int(text) * unit_ms
     return text
-
-
-def _csv_records(lines: Iterable[str]) -> Iterator[tuple[int, dict | InvalidEvent]]:
-    reader = csv.reader(lines)
-    header = next(reader, None)
-    if header is None:
-        return
-    header = [h.strip() for h in header]
-    for row in reader:
-        line_no = reader.line_num
-        if not row or row == [""]:
-            continue
-        if len(row) != len(header):
-            yield line_no, InvalidEvent(f"{len(row)} columns where the header has {len(header)}")
-            continue
-        yield line_no, dict(zip(header, row))
-
-
-def _json_records(lines: Iterable[str]) -> Iterator[tuple[int, dict | InvalidEvent]]:
-    for line_no, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError as exc:
-            yield line_no, InvalidEvent(f"not JSON: {exc}")
-            continue
-        if not isinstance(record, dict):
-            yield line_no, InvalidEvent("a JSON line must be an object")
-            continue
-        yield line_no, record

@@ -8,14 +8,13 @@ imports as it is with `--id-column movieId`.
 
 from __future__ import annotations
 
-import csv
-import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from events.errors import InvalidEvent
 from events.model import check_article_id
+from events.records import MissingColumn, records
 
 
 @dataclass(frozen=True)
@@ -38,20 +37,26 @@ class CatalogError(ValueError):
 
 def parse_catalog(lines: Iterable[str], fmt: str, spec: CatalogSpec) -> Iterator[tuple[int, dict | str]]:
     """Yield `(line number, {"article_id", "title", "url"})` or `(line number, reason)` per data line."""
-    records = _csv(lines, spec) if fmt == "csv" else _jsonl(lines)
-    for line_no, record in records:
-        if isinstance(record, str):
-            yield line_no, record
-            continue
+    named = [spec.id_column] + [c for k, c in (("title", spec.title_column), ("url", spec.url_column))
+                                if k in spec.required]
+    try:
+        for line_no, record in records(lines, fmt, required=named if fmt == "csv" else ()):
+            yield line_no, record if isinstance(record, str) else _entry(record, spec)
+    except MissingColumn as exc:
+        raise CatalogError(f"{exc}; name the columns with --id-column, --title-column and --url-column") from None
+
+
+def _entry(record: dict, spec: CatalogSpec) -> dict | str:
+    """The article a record names, or the reason it names none."""
+    try:
         try:
-            try:
-                article_id = check_article_id(_text(record, spec.id_column) or "")
-            except InvalidEvent as exc:
-                raise InvalidEvent(f"column {spec.id_column!r}: {exc}") from None
-            yield line_no, {"article_id": article_id, "title": _text(record, spec.title_column),
-                            "url": _text(record, spec.url_column)}
+            article_id = check_article_id(_text(record, spec.id_column) or "")
         except InvalidEvent as exc:
-            yield line_no, str(exc)
+            raise InvalidEvent(f"column {spec.id_column!r}: {exc}") from None
+        return {"article_id": article_id, "title": _text(record, spec.title_column),
+                "url": _text(record, spec.url_column)}
+    except InvalidEvent as exc:
+        return str(exc)
 
 
 def _text(record: dict, column: str) -> str | None:
@@ -62,47 +67,3 @@ def _text(record: dict, column: str) -> str | None:
     if _UNSTORABLE.search(text):
         raise InvalidEvent(f"column {column!r} holds a NUL or a byte that is not UTF-8")
     return text or None
-
-
-def _csv(lines: Iterable[str], spec: CatalogSpec) -> Iterator[tuple[int, dict | str]]:
-    reader = csv.reader(_without_bom(lines))
-    header = next(reader, None)
-    if header is None:
-        return
-    header = [h.strip() for h in header]
-    named = {"id": spec.id_column} | {k: c for k, c in (("title", spec.title_column), ("url", spec.url_column))
-                                       if k in spec.required}
-    missing = [c for c in named.values() if c not in header]
-    if missing:
-        raise CatalogError(f"column {missing[0]!r} is not in the header ({', '.join(header)}); "
-                           f"name the columns with --id-column, --title-column and --url-column")
-    for row in reader:
-        if not row or row == [""]:
-            continue
-        if len(row) != len(header):
-            yield reader.line_num, f"{len(row)} columns where the header has {len(header)}"
-            continue
-        yield reader.line_num, dict(zip(header, row))
-
-
-def _jsonl(lines: Iterable[str]) -> Iterator[tuple[int, dict | str]]:
-    for line_no, line in enumerate(_without_bom(lines), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError as exc:
-            yield line_no, f"not JSON: {exc}"
-            continue
-        if not isinstance(record, dict):
-            yield line_no, "a JSON line must be an object"
-            continue
-        yield line_no, record
-
-
-def _without_bom(lines: Iterable[str]) -> Iterator[str]:
-    lines = iter(lines)
-    first = next(lines, None)
-    if first is not None:
-        yield first.removeprefix("\ufeff")
-        yield from lines
