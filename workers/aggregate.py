@@ -120,11 +120,11 @@ def aggregate(
 
 def _derive(batch: Batch, buckets: dict[tuple[str, int], list[int]], first_vote_ms: dict[str, int]) -> None:
     articles = batch.articles
-    hourly = batch.hourly
     daily = batch.daily
+    batch.hourly.update({key: bucket[0] for key, bucket in buckets.items()})
     for (article_id, hour), (reads, earliest, latest) in buckets.items():
-        hourly[(article_id, hour)] = reads
-        daily[(article_id, hour // HOURS_PER_DAY)] += reads
+        day = (article_id, hour // HOURS_PER_DAY)
+        daily[day] = daily.get(day, 0) + reads  # .get: Counter's __missing__ is Python code
         stats = articles.get(article_id)
         if stats is None:
             articles[article_id] = ArticleReads(reads, earliest, latest)

@@ -142,6 +142,7 @@ class Statements:
 
 
 _DAY_TEXT: dict[int, str] = {}
+_MINUTE_TEXT = [f"{m // 60:02d}:{m % 60:02d}:" for m in range(24 * 60)]
 
 
 def day_text(day: int) -> str:
@@ -157,10 +158,9 @@ def time_text(at_ms: int) -> str:
         if len(_DAY_TEXT) > 10_000:
             _DAY_TEXT.clear()
         prefix = _DAY_TEXT[day] = day_date(day).strftime("%Y-%m-%d ")
-    hours, rest = divmod(rest, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
+    minute, rest = divmod(rest, 60_000)
     seconds, ms = divmod(rest, 1000)
-    return f"{prefix}{hours:02d}:{minutes:02d}:{seconds:02d}.{ms:03d}000"
+    return f"{prefix}{_MINUTE_TEXT[minute]}{seconds:02d}.{ms:03d}000"
 
 
 @cache
@@ -255,22 +255,10 @@ def _article_rows(sql: Statements, batch: Batch, plan: VotePlan) -> list[dict]:
 
 
 def _hourly_rows(sql: Statements, batch: Batch) -> list[dict]:
-    hours: dict[int, object] = {}
-    rows = []
-    for (article_id, hour), reads in sorted(batch.hourly.items()):
-        value = hours.get(hour)
-        if value is None:
-            value = hours[hour] = time_text(hour * MS_PER_HOUR)
-        rows.append({"article_id": article_id, "hour": value, "reads": reads})
-    return rows
+    hours = {hour: time_text(hour * MS_PER_HOUR) for _, hour in batch.hourly}
+    return [{"article_id": a, "hour": hours[h], "reads": n} for (a, h), n in sorted(batch.hourly.items())]
 
 
 def _daily_rows(sql: Statements, batch: Batch) -> list[dict]:
-    days: dict[int, object] = {}
-    rows = []
-    for (article_id, day), reads in sorted(batch.daily.items()):
-        value = days.get(day)
-        if value is None:
-            value = days[day] = day_text(day)
-        rows.append({"article_id": article_id, "day": value, "reads": reads})
-    return rows
+    days = {day: day_text(day) for _, day in batch.daily}
+    return [{"article_id": a, "day": days[d], "reads": n} for (a, d), n in sorted(batch.daily.items())]
