@@ -39,9 +39,22 @@ def _label(row: dict) -> str:
 
 def plot_top(rows: list[dict], by: str, title: str, path: str | Path) -> None:
     """A horizontal bar chart of a top list, the first at the top, each bar labelled with its value."""
-    key, axis_label = METRIC[by]
     figure = _figure(10, 1.5 + 0.35 * max(len(rows), 1))
-    ax = figure.add_subplot()
+    _bars(figure.add_subplot(), rows, by, title)
+    figure.savefig(path, format="png")
+
+
+def plot_summary(lists: list[tuple[list[dict], str, str]], path: str | Path) -> None:
+    """A summary's top lists, one bar chart each, stacked: `(rows, by, title)` per list."""
+    height = sum(1.2 + 0.35 * max(len(rows), 1) for rows, _, _ in lists)
+    figure = _figure(10, height)
+    for ax, (rows, by, title) in zip(figure.subplots(len(lists), 1, squeeze=False)[:, 0], lists):
+        _bars(ax, rows, by, title)
+    figure.savefig(path, format="png")
+
+
+def _bars(ax, rows: list[dict], by: str, title: str) -> None:
+    key, axis_label = METRIC[by]
     labels = [f"{r['rank']}. {_label(r)}" for r in rows]
     values = [r[key] or 0 for r in rows]
     bars = ax.barh(range(len(rows)), values, color="#4477aa")
@@ -51,7 +64,6 @@ def plot_top(rows: list[dict], by: str, title: str, path: str | Path) -> None:
     ax.set_xlabel(axis_label)
     ax.set_title(title, loc="left")
     ax.spines[["top", "right"]].set_visible(False)
-    figure.savefig(path, format="png")
 
 
 def plot_article(report: dict, title: str, path: str | Path) -> None:

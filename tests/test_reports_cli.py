@@ -169,16 +169,25 @@ def test_the_summary_totals_the_window_and_its_csv_parses_back_to_its_json(loade
                 for r in rows if r["section"] == section] == data[section]
 
 
-def test_plot_draws_a_png_chart_of_a_top_list_and_of_an_article(loaded, capsys, tmp_path):
+def test_plot_draws_a_png_chart_of_a_top_list_an_article_and_a_summary(loaded, capsys, tmp_path):
     from matplotlib.image import imread
 
-    for args, name in ((["top", *WINDOW], "top.png"), (["article", "a1"], "article.png")):
+    for args, name in ((["top", *WINDOW], "top.png"), (["article", "a1"], "article.png"),
+                       (["summary", *WINDOW], "summary.png")):
         target = tmp_path / name
         code, _, err = readrate(loaded, "report", *args, "--plot", str(target), capsys=capsys)
         assert code == 0, err
         assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         height, width = imread(target).shape[:2]
         assert width >= 800 and height >= 200
+
+
+def test_plot_says_so_when_there_is_nothing_to_draw(loaded, capsys, tmp_path):
+    target = tmp_path / "empty.png"
+    code, _, err = readrate(loaded, "report", "top", "--since", "1999-01-01", "--until", "1999-01-02",
+                            "--plot", str(target), capsys=capsys)
+    assert code == 0
+    assert "nothing to draw" in err and not target.exists()
 
 
 def test_plot_without_matplotlib_fails_naming_the_extra_to_install(loaded, tmp_path):

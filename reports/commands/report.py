@@ -156,11 +156,14 @@ def report_top(app: App, by: str, since, until, limit: int, min_votes: int, prio
             return
     heading = f"Top {limit} by {by}, {window.describe()}"
     _emit(top_text(rows, by, fmt, heading), output)
-    if plot is not None and rows:
-        from ..plot import plot_top
+    if plot is not None:
+        if rows:
+            from ..plot import plot_top
 
-        plot_top(rows, by, heading, plot)
-        note(f"drew {plot}")
+            plot_top(rows, by, heading, plot)
+            note(f"drew {plot}")
+        else:
+            note(f"nothing to draw: {plot} not written")
 
 
 def _nothing(by: str, min_votes: int, window: Window, empty_database: bool) -> str:
@@ -221,11 +224,16 @@ def report_summary(app: App, since, until, min_votes: int, prior_votes: float, f
         if fmt == "table":
             return
     _emit(summary_text(data, fmt, window.describe()), output)
-    if plot is not None and data["top_reads"]:
-        from ..plot import plot_top
+    if plot is not None:
+        lists = [(rows, by, f"{name}, {window.describe()}") for rows, by, name in (
+            (data["top_reads"], "reads", "Most read"), (data["top_rating"], "rating", "Top rated (Bayesian)")) if rows]
+        if lists:
+            from ..plot import plot_summary
 
-        plot_top(data["top_reads"], "reads", f"Most read, {window.describe()}", plot)
-        note(f"drew {plot}")
+            plot_summary(lists, plot)
+            note(f"drew {plot}")
+        else:
+            note(f"nothing to draw: {plot} not written")
 
 
 def summary_of_nothing(window: Window) -> dict:
