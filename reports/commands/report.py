@@ -152,18 +152,17 @@ def report_top(app: App, by: str, since, until, limit: int, min_votes: int, prio
         empty_database = not rows and (not _has_tables(conn) or not has_data(conn))
     if not rows:
         note(_nothing(by, min_votes, window, empty_database))
+        if plot is not None:
+            note(f"nothing to draw: {plot} not written")
         if fmt == "table":
             return
     heading = f"Top {limit} by {by}, {window.describe()}"
     _emit(top_text(rows, by, fmt, heading), output)
-    if plot is not None:
-        if rows:
-            from ..plot import plot_top
+    if plot is not None and rows:
+        from ..plot import plot_top
 
-            plot_top(rows, by, heading, plot)
-            note(f"drew {plot}")
-        else:
-            note(f"nothing to draw: {plot} not written")
+        plot_top(rows, by, heading, plot)
+        note(f"drew {plot}")
 
 
 def _nothing(by: str, min_votes: int, window: Window, empty_database: bool) -> str:
@@ -221,6 +220,8 @@ def report_summary(app: App, since, until, min_votes: int, prior_votes: float, f
             data = summary_of_nothing(window)
     if not data["active_articles"]:
         note(f"no reads and no votes in this window ({window.describe()})")
+        if plot is not None:
+            note(f"nothing to draw: {plot} not written")
         if fmt == "table":
             return
     _emit(summary_text(data, fmt, window.describe()), output)
@@ -232,8 +233,6 @@ def report_summary(app: App, since, until, min_votes: int, prior_votes: float, f
 
             plot_summary(lists, plot)
             note(f"drew {plot}")
-        else:
-            note(f"nothing to draw: {plot} not written")
 
 
 def summary_of_nothing(window: Window) -> dict:
