@@ -39,12 +39,6 @@ def run_cli(settings: Settings, *args: str, input: str | None = None, timeout: f
                           capture_output=True, text=True, timeout=timeout)
 
 
-def start_worker(settings: Settings, *args: str, **extra_env: str) -> subprocess.Popen:
-    """Start `readrate worker` in the background (its own process group)."""
-    return subprocess.Popen([*READRATE, "worker", *args], env=env_for(settings, **extra_env),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-
-
 def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
     if process.poll() is None:
         process.send_signal(sig)
