@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
 import threading
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from redis import Redis
