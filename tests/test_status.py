@@ -14,11 +14,8 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 from sqlalchemy import update
 
-from conftest import REDIS_URL
-from events.settings import Settings
 from helpers import RunningWorker, run_cli, wait_until
 from reports.localredis import RedisServer, free_port
-from workers.db import make_engine, upgrade
 from workers.schema import stream_offsets
 from workers.status import (
     ShardStatus,
@@ -32,7 +29,6 @@ from workers.status import (
     reason_rule,
     redis_warnings,
 )
-from workers.writer import ensure_offsets
 
 SAFE = {"appendonly": "yes", "appendfsync": "everysec", "save": "", "maxmemory-policy": "noeviction"}
 
@@ -130,17 +126,18 @@ def test_the_json_document_has_stable_snake_case_keys():
 # -- through the real command ------------------------------------------------------------------------
 
 @pytest.fixture
-def sq(prefix, sqlite_url):
-    return Settings.from_env({}, redis_url=REDIS_URL, database_url=sqlite_url, prefix=prefix)
+def sq(settings):
+    """The shared `settings` fixture, on SQLite only (see the parametrize below)."""
+    return settings
 
 
 @pytest.fixture
-def sq_engine(sq):
-    engine = make_engine(sq.database_url)
-    upgrade(engine)
-    ensure_offsets(engine, sq.shards)
-    yield engine
-    engine.dispose()
+def sq_engine(engine):
+    return engine
+
+
+# Status reads the same tables on both databases; through the real command, SQLite is enough.
+sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 def status_json(settings, *args, expect: int = 0, **env) -> dict:
@@ -154,6 +151,7 @@ def redis_now_ms(redis) -> int:
     return seconds * 1000 + micros // 1000
 
 
+@sqlite_only
 def test_backlog_lag_and_offset_per_shard_count_only_entries_after_the_committed_offset(sq, sq_engine, redis):
     stream = sq.keys.stream(2)
     old = redis_now_ms(redis) - 120_000
@@ -174,6 +172,7 @@ def test_backlog_lag_and_offset_per_shard_count_only_entries_after_the_committed
     assert [s["backlog"] for s in doc["shards"]] == [0, 0, 3, 0]
 
 
+@sqlite_only
 def test_dead_letters_are_counted_in_total_and_by_rule(sq, sq_engine, redis):
     stream = sq.keys.stream(0)
     for rating in ("9", "7", "abc"):
@@ -192,6 +191,7 @@ def test_dead_letters_are_counted_in_total_and_by_rule(sq, sq_engine, redis):
     ]
 
 
+@sqlite_only
 def test_a_running_worker_is_listed_and_the_check_passes(sq, sq_engine, redis, tmp_path):
     with RunningWorker(sq, tmp_path / "worker.log"):
         wait_until(lambda: status_json(sq)["workers_alive"] == 1, timeout=60, interval=0.5,
@@ -202,6 +202,7 @@ def test_a_running_worker_is_listed_and_the_check_passes(sq, sq_engine, redis, t
     assert "check passed" in result.stderr
 
 
+@sqlite_only
 def test_the_check_fails_with_exit_1_on_lag_and_without_workers(sq, sq_engine, redis):
     redis.xadd(sq.keys.stream(1), {"k": "read", "a": "a", "t": "1"}, id=f"{redis_now_ms(redis) - 600_000}-0")
 
@@ -215,6 +216,7 @@ def test_the_check_fails_with_exit_1_on_lag_and_without_workers(sq, sq_engine, r
                               "--min-workers", "0").stdout)["check"]["ok"] is True
 
 
+@sqlite_only
 def test_failed_drain_jobs_are_counted_and_fail_the_check(sq, sq_engine, redis, tmp_path):
     queue = Queue(sq.keys.queue, connection=redis, serializer=JSONSerializer)
     with RunningWorker(sq, tmp_path / "worker.log"):
@@ -231,6 +233,7 @@ def test_failed_drain_jobs_are_counted_and_fail_the_check(sq, sq_engine, redis, 
     (True, "noeviction", []),
     (True, "allkeys-lru", ["maxmemory-policy allkeys-lru"]),
 ])
+@sqlite_only
 def test_redis_settings_are_read_from_the_server_and_warned_about(sq, sq_engine, appendonly, policy, expected):
     with RedisServer(appendonly=appendonly) as server:
         with Redis.from_url(server.url) as client:
@@ -243,6 +246,7 @@ def test_redis_settings_are_read_from_the_server_and_warned_about(sq, sq_engine,
     assert all(f"warning: {w}" in result.stderr for w in warnings)
 
 
+@sqlite_only
 def test_the_table_and_markdown_reports_show_every_section_and_csv_the_shards(sq, sq_engine):
     table = run_cli(sq, "status")
     markdown = run_cli(sq, "status", "--format", "markdown")
@@ -258,6 +262,7 @@ def test_the_table_and_markdown_reports_show_every_section_and_csv_the_shards(sq
 
 
 @pytest.mark.parametrize("unreachable", ["redis", "postgresql", "sqlite-file"])
+@sqlite_only
 def test_an_unreachable_redis_or_database_exits_3_with_a_clear_message(sq, sq_engine, unreachable, tmp_path):
     settings = {
         "redis": sq.but(redis_url=f"redis://127.0.0.1:{free_port()}/0"),
@@ -274,6 +279,7 @@ def test_an_unreachable_redis_or_database_exits_3_with_a_clear_message(sq, sq_en
     assert time.monotonic() - started < 60
 
 
+@sqlite_only
 def test_a_database_without_readrate_tables_is_a_failure_saying_how_to_create_them(sq, tmp_path):
     empty = tmp_path / "empty.db"
     sqlite3.connect(empty).close()
@@ -282,6 +288,7 @@ def test_a_database_without_readrate_tables_is_a_failure_saying_how_to_create_th
     assert "readrate db upgrade" in result.stderr
 
 
+@sqlite_only
 def test_the_last_commit_time_of_each_shard_is_shown(sq, sq_engine):
     doc = status_json(sq)
     assert all(datetime.fromisoformat(s["offset_updated_at"]) for s in doc["shards"])
