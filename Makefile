@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+PYTEST := $(BIN)/python -m pytest
 
-.PHONY: demo test faults bench bench-quick clean
+.PHONY: demo test check faults bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,11 +16,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)          ## set up, then run synthetic traffic through the whole pipeline
 	$(BIN)/readrate demo
 
-test: $(STAMP)          ## set up, then run every test (needs Redis and PostgreSQL, see README)
-	$(BIN)/python -m pytest
+test: $(STAMP)          ## set up, then run every test: unit, integration and faults (starts servers if needed)
+	$(PYTEST)
+
+check: $(STAMP)         ## the fast lane while you work: tests/unit, well under a minute
+	$(PYTEST) tests/unit -q
 
 faults: $(STAMP)        ## only the crash, outage and bad-input suite
-	$(BIN)/python -m pytest -m faults
+	$(PYTEST) tests/faults
 
 bench: $(STAMP)         ## the full benchmark suite; writes bench/RESULTS.md
 	$(BIN)/python -m bench
@@ -28,4 +32,4 @@ bench-quick: $(STAMP)   ## every benchmark scenario, small (about a minute)
 	$(BIN)/python -m bench --quick
 
 clean:
-	rm -rf $(VENV) *.egg-info readrate-demo.db*
+	rm -rf $(VENV) *.egg-info readrate-demo.db* readrate-demo-workers.log

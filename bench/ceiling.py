@@ -18,7 +18,7 @@ import time
 
 from redis import Redis
 
-from events.settings import Settings
+from readrate.events.settings import Settings
 
 from . import workload
 from .harness import Outcome, Row, median, quiet_heap, rate, ratio_at_least

@@ -24,9 +24,10 @@ import time
 
 from redis import Redis
 
-from events.emitter import CHUNK, Emitter, now_ms
-from events.model import Read, Vote
-from events.wire import encode
+from readrate.events.emitter import EVENTS_PER_ROUND_TRIP as CHUNK, Emitter
+from readrate.events.clock import now_ms
+from readrate.events.model import Read, Vote
+from readrate.events.wire import encode
 
 from . import workload
 from .harness import (

@@ -39,10 +39,11 @@ from rq.job import Job
 from rq.utils import utcparse
 from sqlalchemy import select
 
-from events.emitter import Emitter, now_ms
-from events.model import Event, Read, Vote
-from events.synthetic import Expected, article_id
-from workers.schema import article_stats
+from readrate.events.emitter import Emitter
+from readrate.events.clock import now_ms
+from readrate.events.model import Event, Read, Vote
+from readrate.events.synthetic import Expected, article_id
+from readrate.workers.schema import article_stats
 
 from . import naive, workload
 from .harness import Outcome, Row, below, summary

@@ -22,8 +22,8 @@ from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 from sqlalchemy import Engine, text
 
-from events.model import Event, Vote
-from workers.db import make_engine, writing
+from readrate.events.model import Event, Vote
+from readrate.workers.db import make_engine, writing
 
 TABLE = "naive_article_hits"
 JOB = "bench.naive.count_event"
@@ -53,7 +53,7 @@ _engines: dict[str, Engine] = {}
 def _engine(database_url: str) -> Engine:
     engine = _engines.get(database_url)
     if engine is None:
-        engine = _engines[database_url] = make_engine(database_url)
+        engine = _engines[database_url] = make_engine(database_url, create=True)
     return engine
 
 

@@ -35,12 +35,12 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, text
 
-from reports.detail import article_report
-from reports.queries import TopQuery, top
-from reports.windows import Window
-from workers import schema
-from workers.db import make_engine, upgrade
-from workers.timeconv import utc_now
+from readrate.reports.detail import article_report
+from readrate.reports.queries import TopQuery, top
+from readrate.reports.windows import Window
+from readrate.workers import schema
+from readrate.workers.db import make_engine, upgrade
+from readrate.events.clock import utc_now
 
 PG_ADMIN_URL = os.environ.get("READRATE_BENCH_PG_URL") or os.environ.get(
     "READRATE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -266,7 +266,7 @@ def run(quick: bool) -> list[dict]:
             if url.startswith("unavailable"):
                 results.append({**base, "query": "all", "error": url})
                 continue
-            engine = make_engine(url)
+            engine = make_engine(url, create=True)
             try:
                 upgrade(engine)
                 loaded = load(engine, size, end)

@@ -25,11 +25,11 @@ from pathlib import Path
 from redis import Redis
 from sqlalchemy import create_engine, text
 
-from events.settings import Settings
-from reports.localredis import RedisServer, answers
+from readrate.events.settings import Settings
+from readrate.reports.localredis import RedisServer, answers
 
 ROOT = Path(__file__).resolve().parent.parent
-READRATE = [sys.executable, "-m", "reports"]
+READRATE = [sys.executable, "-m", "readrate.reports"]
 DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 

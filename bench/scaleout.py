@@ -24,13 +24,15 @@ at a time, so there only the read-decode-aggregate part of a batch overlaps.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import time
 
 from sqlalchemy import select
 
-from events.jobs import drain_queue, enqueue_drain
-from events.wire import DOORBELL_TTL_MS
-from workers.schema import stream_offsets
+from readrate.events.jobs import drain_queue, enqueue_drain
+from readrate.events.wire import DOORBELL_TTL_MS
+from readrate.workers.schema import stream_offsets
 
 from . import workload
 from .harness import Outcome, Row, rate, skipped
@@ -86,7 +88,7 @@ def run(env: Env, quick: bool) -> Outcome:
 
 def measure(env: Env, url: str, count: int, workers: int) -> dict:
     settings = env.settings(f"scale{workers}w", url)
-    staging = settings.but(prefix=f"{settings.prefix}-staging")
+    staging = replace(settings, prefix=f"{settings.prefix}-staging")
     keys = settings.keys
     engine = workload.prepared_engine(settings)
     processes = []

@@ -127,6 +127,10 @@ of 30% are common here and up to 2× when the machine is busy: compare ratios ra
 absolute figures, and use `--repeat 3` (medians) before drawing conclusions from a difference."""
 
 
+# Figures behind design choices in the code, measured once while choosing; each run repeats them here.
+DESIGN_MEASUREMENTS = Path(__file__).with_name("design_measurements.md")
+
+
 def render(the_run: Run, argv: list[str]) -> str:
     kind = "full run"
     if the_run.quick:
@@ -153,6 +157,10 @@ def render(the_run: Run, argv: list[str]) -> str:
         "## Results",
         "",
         table(the_run.rows),
+        "",
+        "## Design measurements",
+        "",
+        DESIGN_MEASUREMENTS.read_text().strip(),
         "",
         "## Machine",
         "",

@@ -21,15 +21,15 @@ from dataclasses import asdict, dataclass, field
 from redis import Redis
 from sqlalchemy import Engine, func, select
 
-from events.emitter import now_ms
-from events.model import Event, Read
-from events.settings import Settings
-from events.synthetic import Expected, traffic
-from events.wire import encode
-from workers.db import make_engine, upgrade
-from workers.drain import Drainer
-from workers.schema import article_stats, rejected_events
-from workers.writer import ensure_offsets
+from readrate.events.clock import now_ms
+from readrate.events.model import Event, Read
+from readrate.events.settings import Settings
+from readrate.events.synthetic import Expected, traffic
+from readrate.events.wire import encode
+from readrate.workers.db import make_engine, upgrade
+from readrate.workers.drain import Drainer
+from readrate.workers.schema import article_stats, rejected_events
+from readrate.workers.writer import ensure_offsets
 
 from .harness import quiet_heap
 
@@ -113,7 +113,7 @@ def trimmed(redis: Redis, settings: Settings, timeout_s: float = 5.0) -> int:
 
 def prepared_engine(settings: Settings) -> Engine:
     """An engine on the settings' database with migrations applied and offset rows made (untimed setup)."""
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, create=True)
     upgrade(engine)
     ensure_offsets(engine, settings.shards)
     return engine

@@ -2,7 +2,7 @@
 
 A page hook needs only this package and Redis:
 
-    from events import Emitter, Settings
+    from readrate.events import Emitter, Settings
     emitter = Emitter.from_settings(Settings.from_env())
     emitter.read("article-42", visitor="v-1")
 """

@@ -22,6 +22,8 @@ except ImportError:  # pragma: no cover - hiredis is a dependency; redis-py pack
     pack_command = None
 from redis import Redis
 
+from .clock import now_ms
+from .connections import PAGE, redis_client
 from .errors import EmitError, InvalidEvent, ReadrateError
 from .jobs import drain_queue, enqueue_drain
 from .model import Event, Read, Vote, check_time, to_ms
@@ -30,15 +32,8 @@ from .settings import Settings
 from .wire import DOORBELL_TTL_MS, Keys, encode_flat
 
 log = logging.getLogger("readrate.emitter")
-# Events per pipeline in emit_many: large enough to amortise round trips, small enough to bound memory.
-CHUNK = 2000
-# A page hook waits at most this long for Redis before giving up on the event.
-PAGE_CONNECT_TIMEOUT_S = 0.1
-PAGE_SOCKET_TIMEOUT_S = 0.25
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+# Events per round trip in emit_many: large enough to amortise round trips, small enough to bound memory.
+EVENTS_PER_ROUND_TRIP = 2000
 
 
 @dataclass
@@ -75,12 +70,7 @@ class Emitter:
     @classmethod
     def from_settings(cls, settings: Settings, *, strict: bool = False, redis: Redis | None = None) -> Emitter:
         """An emitter for a page: short timeouts so a dead Redis costs the page at most a fraction of a second."""
-        client = redis or Redis.from_url(
-            settings.redis_url,
-            socket_connect_timeout=PAGE_CONNECT_TIMEOUT_S,
-            socket_timeout=PAGE_SOCKET_TIMEOUT_S,
-            retry=None,  # a timed-out XADD may have landed: sending it again could count it twice
-        )
+        client = redis or redis_client(settings.redis_url, PAGE)
         return cls(client, keys=settings.keys, scale=settings.rating_scale, strict=strict)
 
     # -- the page hook calls -------------------------------------------------
@@ -111,7 +101,7 @@ class Emitter:
             except InvalidEvent as exc:
                 self._refuse(exc)
                 continue
-            if len(chunk) >= CHUNK:
+            if len(chunk) >= EVENTS_PER_ROUND_TRIP:
                 sent += len(chunk) if self._send(chunk) else 0
                 chunk = []
         if chunk:
@@ -169,13 +159,13 @@ class Emitter:
         """Send `commands` in one write and read every reply.
 
         What redis-py's Pipeline does, without its per-command bookkeeping, which cost
-        a fifth of a loopback round trip per event. Never retried: a command that may
+        a large share of a loopback round trip per event (bench/RESULTS.md, design measurements). Never retried: a command that may
         have reached Redis is not sent twice (that would count an event twice).
         """
         pool = self._redis.connection_pool
         connection = pool.get_connection()
         try:
-            # hiredis packs in C, four times faster than redis-py's packer around it.
+            # hiredis packs in C, several times faster than redis-py's packer around it.
             packed = b"".join([pack_command(c) for c in commands]) if pack_command else connection.pack_commands(commands)
             connection.send_packed_command([packed])
             return [connection.read_response() for _ in commands]

@@ -16,7 +16,7 @@ from rq.serializers import JSONSerializer
 
 from .wire import Keys
 
-DRAIN_JOB = "workers.drain.drain_shard"
+DRAIN_JOB = "readrate.workers.drain.drain_shard"
 # Backoff when the database is unreachable: the events wait in Redis meanwhile.
 RETRY_INTERVALS_S = [1, 2, 5, 10, 30, 60]
 # A drain job hands over after a few seconds; this only bounds a stuck one. RQ lists a worker as alive

@@ -14,9 +14,9 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from .clock import MS_PER_DAY
 from .model import Event, Read, Vote
 
-MS_PER_DAY = 86_400_000
 _ADJECTIVES = ("Quiet", "Hidden", "Bold", "Slow", "Bright", "Forgotten", "Modern", "Local", "Secret", "Early",
                "Strange", "Simple", "Lost", "Open", "Final", "Wild")
 _NOUNS = ("Economics", "Gardens", "Rivers", "Kitchens", "Elections", "Libraries", "Markets", "Trains", "Coasts",
@@ -34,7 +34,7 @@ def article_id(i: int) -> str:
     return f"article-{i:05d}"
 
 
-def title(i: int, rng: random.Random) -> str:
+def title(rng: random.Random) -> str:
     return f"{rng.choice(_ADJECTIVES)} {rng.choice(_NOUNS)} {rng.choice(_TOPICS)}"
 
 

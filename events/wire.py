@@ -13,8 +13,9 @@ import zlib
 from dataclasses import dataclass
 
 from .errors import InvalidEvent
-from .model import MAX_FUTURE_MS, Event, Read, Vote, check_time
+from .model import Event, Read, Vote
 from .scale import RatingScale
+from .validator import MAX_FUTURE_MS, check_kind, check_no_rating, check_person, check_time
 
 KIND_READ = "read"
 KIND_VOTE = "vote"
@@ -60,7 +61,7 @@ def encode(event: Event) -> dict[str, str]:
     """The stream entry fields for an event."""
     if isinstance(event, Vote):
         return {"k": KIND_VOTE, "a": event.article_id, "t": str(event.at_ms), "v": event.voter,
-                "r": _rating_text(event.rating)}
+                "r": rating_text(event.rating)}
     fields = {"k": KIND_READ, "a": event.article_id, "t": str(event.at_ms)}
     if event.visitor is not None:
         fields["v"] = event.visitor
@@ -71,17 +72,18 @@ def encode_flat(event: Event) -> tuple[str, ...]:
     """The same fields as `encode`, flat (`k, read, a, …`), as XADD takes them."""
     if isinstance(event, Vote):
         return ("k", KIND_VOTE, "a", event.article_id, "t", str(event.at_ms), "v", event.voter,
-                "r", _rating_text(event.rating))
+                "r", rating_text(event.rating))
     if event.visitor is None:
         return ("k", KIND_READ, "a", event.article_id, "t", str(event.at_ms))
     return ("k", KIND_READ, "a", event.article_id, "t", str(event.at_ms), "v", event.visitor)
 
 
-def _rating_text(rating: float) -> str:
+def rating_text(rating: float) -> str:
+    """A rating as field `r` carries it: `4`, `4.5` (never `4.0`)."""
     return str(int(rating)) if rating == int(rating) else repr(rating)
 
 
-def _text(fields: dict[bytes, bytes], name: bytes, *, required: bool = True) -> str | None:
+def _field_text(fields: dict[bytes, bytes], name: bytes, *, required: bool = True) -> str | None:
     raw = fields.get(name)
     if raw is None:
         if required:
@@ -96,31 +98,31 @@ def _text(fields: dict[bytes, bytes], name: bytes, *, required: bool = True) -> 
 
 
 def decode(fields: dict[bytes, bytes], *, scale: RatingScale, now_ms: int) -> Event:
-    """Turn raw stream entry fields into a checked event; raise InvalidEvent with the reason otherwise."""
+    """Turn raw stream entry fields into a checked event; raise InvalidEvent with the reason otherwise.
+
+    The transport checks (field names, sizes, UTF-8, digits) are here; the event rules
+    are validator.py's, the same ones every producer applied before sending.
+    """
     unknown = [name for name in fields if name.decode("utf-8", "replace") not in FIELDS]
     if unknown:
         names = ", ".join(repr(n.decode("utf-8", "backslashreplace")[:20]) for n in unknown[:3])
         raise InvalidEvent(f"unknown field {names}; accepted: k, a, t, v, r")
-    kind = _text(fields, b"k")
-    article_id = _text(fields, b"a")
-    at_text = _text(fields, b"t")
+    kind = _field_text(fields, b"k")
+    article_id = _field_text(fields, b"a")
+    at_text = _field_text(fields, b"t")
     if not at_text.isascii() or not at_text.isdigit():
         raise InvalidEvent(f"event time {at_text[:40]!r} is not a non-negative integer of epoch milliseconds")
     at_ms = check_time(int(at_text), now_ms)
-    if kind == KIND_READ:
-        if b"r" in fields:
-            raise InvalidEvent("a read carries no rating; field 'r' is for votes")
-        return Read(article_id, at_ms, _text(fields, b"v", required=False))
-    if kind == KIND_VOTE:
-        voter = _text(fields, b"v", required=False)
-        if not voter:
-            raise InvalidEvent("voter (field 'v') is required for a vote")
-        return Vote(article_id, at_ms, voter, scale.check(_text(fields, b"r")))
-    raise InvalidEvent(f"kind {kind[:40]!r} is unknown; accepted: read, vote")
+    if check_kind(kind) == KIND_READ:
+        check_no_rating(fields.get(b"r"))
+        return Read(article_id, at_ms, _field_text(fields, b"v", required=False))
+    voter = check_person(_field_text(fields, b"v", required=False), "voter", required=True)
+    return Vote(article_id, at_ms, voter, scale.check(_field_text(fields, b"r")))
 
 
 _ALLOWED = frozenset(name.encode() for name in FIELDS)
-# Printable ASCII ids need no decoding or character checks: they are valid as they are.
+# Printable ASCII ids need no decoding or character checks: they hold no control, bidi-override or
+# undecodable character, so the validator would take them as they are.
 _PLAIN_VISITOR = re.compile(rb"[\x20-\x7e]{0,128}")
 _PLAIN_VOTER = re.compile(rb"[\x20-\x7e]{1,128}")
 # Article ids and ratings a Decoder remembers as valid before it starts over.

@@ -1,4 +1,4 @@
-"""`python -m reports` runs the `readrate` command (used where the console script is not on PATH)."""
+"""`python -m readrate.reports` runs the `readrate` command (where the console script is not on PATH)."""
 
 from .cli import main
 

@@ -12,9 +12,9 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from events.errors import InvalidEvent
-from events.model import check_article_id
-from events.records import MissingColumn, records
+from readrate.events.errors import InvalidEvent
+from readrate.events.validator import check_article_id
+from readrate.events.records import MissingColumn, records
 
 
 @dataclass(frozen=True)
@@ -50,16 +50,16 @@ def _entry(record: dict, spec: CatalogSpec) -> dict | str:
     """The article a record names, or the reason it names none."""
     try:
         try:
-            article_id = check_article_id(_text(record, spec.id_column) or "")
+            article_id = check_article_id(_column_text(record, spec.id_column) or "")
         except InvalidEvent as exc:
             raise InvalidEvent(f"column {spec.id_column!r}: {exc}") from None
-        return {"article_id": article_id, "title": _text(record, spec.title_column),
-                "url": _text(record, spec.url_column)}
+        return {"article_id": article_id, "title": _column_text(record, spec.title_column),
+                "url": _column_text(record, spec.url_column)}
     except InvalidEvent as exc:
         return str(exc)
 
 
-def _text(record: dict, column: str) -> str | None:
+def _column_text(record: dict, column: str) -> str | None:
     value = record.get(column)
     if value is None:
         return None

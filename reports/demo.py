@@ -3,12 +3,12 @@ a check that every event was counted exactly once, and a popularity report."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,23 +18,29 @@ from redis import Redis
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 
-from events.emitter import Emitter, now_ms
-from events.errors import ReadrateError, RedisUnavailable
-from events.settings import Settings
-from events.synthetic import Expected, article_id, title, traffic
-from workers.articles import upsert_articles
-from workers.db import make_engine, normalize_url, upgrade
-from workers.runner import backlog
-from workers.schema import article_stats, metadata
+from readrate.events.clock import now_ms
+from readrate.events.connections import CLI, redis_client
+from readrate.events.emitter import Emitter
+from readrate.events.errors import ReadrateError, RedisUnavailable
+from readrate.events.settings import Settings
+from readrate.events.synthetic import Expected, article_id, title, traffic
+from readrate.events.urls import redact
+from readrate.workers.articles import upsert_articles
+from readrate.workers.backlog import backlog
+from readrate.workers.db import make_engine, sqlite_file, upgrade
+from readrate.workers.schema import article_stats, metadata
 
 from .localredis import HOW_TO_GET_REDIS, RedisServer, answers
 from .queries import TopQuery, top
 from .render import render
+from .views import TOP_COLUMNS
 
 DEMO_PREFIX = "readrate-demo"
-CHUNK = 5_000
+# The workers' log, in the folder the demo runs in (beside its database), not a fixed /tmp path.
+LOG_FILE = "readrate-demo-workers.log"
+# Events emitted between two redraws of the progress bars.
+EVENTS_PER_STEP = 5_000
 # The demo waits this long for the workers to count everything before it calls the run failed.
 DRAIN_TIMEOUT_S = 600
 
@@ -53,29 +59,31 @@ def run_demo(settings: Settings, plan: DemoPlan, database_url: str) -> None:
     server = None
     if answers(settings.redis_url):
         redis_url = settings.redis_url
-        err.print(f"Redis: using {redis_url}")
+        err.print(f"Redis: using {redact(redis_url)}")
     else:
         try:
             server = RedisServer().start()
         except RedisUnavailable:
-            raise RedisUnavailable(HOW_TO_GET_REDIS.format(url=settings.redis_url)) from None
+            raise RedisUnavailable(HOW_TO_GET_REDIS.format(url=redact(settings.redis_url))) from None
         redis_url = server.url
-        err.print(f"Redis: none at {settings.redis_url}; started a private redis-server at {redis_url}")
-    demo = settings.but(redis_url=redis_url, database_url=database_url, prefix=DEMO_PREFIX)
+        err.print(f"Redis: none at {redact(settings.redis_url)}; started a private redis-server at {redis_url}")
+    demo = dataclasses.replace(settings, redis_url=redis_url, database_url=database_url, prefix=DEMO_PREFIX)
+    redis = redis_client(redis_url, CLI)
     try:
-        _run(demo, plan, err)
+        _clear_keys(redis, demo)
+        _run(demo, redis, plan, err)
     finally:
+        _clear_keys(redis, demo)  # a shared Redis keeps nothing of the demo's
+        redis.close()
         if server is not None:
             server.stop()
 
 
-def _run(settings: Settings, plan: DemoPlan, err: Console) -> None:
+def _run(settings: Settings, redis: Redis, plan: DemoPlan, err: Console) -> None:
     engine = _fresh_database(settings.database_url)
-    redis = Redis.from_url(settings.redis_url)
-    _clear_keys(redis, settings)
     err.print(f"Database: {engine.url.render_as_string(hide_password=True)} (emptied for the demo)")
     rng = random.Random(plan.seed)
-    upsert_articles(engine, [{"article_id": article_id(i), "title": title(i, rng), "url": None}
+    upsert_articles(engine, [{"article_id": article_id(i), "title": title(rng), "url": None}
                              for i in range(plan.articles)])
 
     workers, log_path = _start_workers(settings, plan.workers)
@@ -93,15 +101,15 @@ def _run(settings: Settings, plan: DemoPlan, err: Console) -> None:
             for order, event in enumerate(events):
                 expected.add(event, order)
                 chunk.append(event)
-                if len(chunk) == CHUNK:
+                if len(chunk) == EVENTS_PER_STEP:
                     emitter.emit_many(chunk)
                     chunk = []
-                    progress.update(emitting, advance=CHUNK)
+                    progress.update(emitting, advance=EVENTS_PER_STEP)
                     progress.update(counting, completed=_counted(engine))
             emitter.emit_many(chunk)
             progress.update(emitting, completed=plan.events)
             deadline = time.monotonic() + DRAIN_TIMEOUT_S
-            while backlog(redis, settings):
+            while backlog(redis, settings.keys):
                 _check_alive(workers, log_path)
                 if time.monotonic() > deadline:
                     raise ReadrateError(f"workers did not count everything in {DRAIN_TIMEOUT_S} s; see {log_path}")
@@ -118,7 +126,6 @@ def _run(settings: Settings, plan: DemoPlan, err: Console) -> None:
         for by, query in (("reads", TopQuery("reads", 10)), ("rating", TopQuery("rating", 10, min_votes=5))):
             rows = top(conn, query)
             heading = "Most read" if by == "reads" else "Top rated (Bayesian average, at least 5 votes)"
-            from .commands.report import TOP_COLUMNS
             click.echo(render(rows, TOP_COLUMNS, "table", title=heading))
     err.print(f"Explore it: readrate --database-url {settings.database_url} report top --by votes")
     engine.dispose()
@@ -144,12 +151,12 @@ def _verify(engine, expected: Expected, err: Console) -> None:
 
 
 def _fresh_database(url: str):
-    parsed = make_url(normalize_url(url))
-    if parsed.get_backend_name() == "sqlite" and parsed.database:
+    path = sqlite_file(url)
+    if path is not None:
         for suffix in ("", "-wal", "-shm"):
-            Path(parsed.database + suffix).unlink(missing_ok=True)
-    engine = make_engine(url)
-    if parsed.get_backend_name() != "sqlite":
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+    engine = make_engine(url, create=True)
+    if engine.dialect.name != "sqlite":
         with engine.begin() as conn:
             metadata.drop_all(conn)
             conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
@@ -167,9 +174,9 @@ def _start_workers(settings: Settings, count: int) -> tuple[list[subprocess.Pope
     env = {**os.environ, "REDIS_URL": settings.redis_url, "DATABASE_URL": settings.database_url,
            "READRATE_PREFIX": settings.prefix, "READRATE_SHARDS": str(settings.shards),
            "READRATE_RATING_SCALE": str(settings.rating_scale)}
-    log_path = Path(tempfile.gettempdir()) / "readrate-demo-workers.log"
+    log_path = Path(LOG_FILE).resolve()
     log = open(log_path, "wb")
-    workers = [subprocess.Popen([sys.executable, "-m", "reports", "worker", "--name", f"demo-{i}"],
+    workers = [subprocess.Popen([sys.executable, "-m", "readrate.reports", "worker", "--name", f"demo-{i}"],
                                 env=env, stdout=log, stderr=log) for i in range(count)]
     log.close()
     return workers, log_path

@@ -13,12 +13,16 @@ from datetime import date, timedelta
 
 from sqlalchemy import Connection, func, select
 
-from events.errors import ReadrateError
-from workers.schema import article_stats, articles, reads_daily, reads_hourly, votes, votes_daily
+from readrate.events.errors import ReadrateError
+from readrate.workers.schema import article_stats, articles, reads_daily, reads_hourly, votes, votes_daily
 
-from .queries import between, mean_of, reads_rank
+from .counts import between, counts_for
 from .ranking import average, bayesian
-from .windows import Window, days_between, split
+from .windows import EARLIEST, Window, days_between, split
+
+# A window longer than this is a way of saying "all time" (--since 0001-01-01): its daily series runs from
+# the article's first active day to its last, not through centuries of zeros.
+SERIES_DAYS = 36_525
 
 
 class UnknownArticle(ReadrateError):
@@ -41,8 +45,9 @@ def article_report(conn: Connection, article_id: str, window: Window, *, prior_v
         reads = sum(d["reads"] for d in daily)
         n = sum(h["votes"] for h in histogram)
         total = sum(h["rating"] * h["votes"] for h in histogram)
-    rank = reads_rank(conn, window, article_id, reads)
-    mean = mean_of(conn, window)
+    counts = counts_for(conn)
+    rank = counts.reads_rank(window, article_id, reads)
+    mean = counts.mean(window)
     return {
         "rank": rank,
         "article_id": article_id,
@@ -97,11 +102,16 @@ def _daily(conn: Connection, article_id: str, window: Window) -> list[dict]:
 
 
 def daily_series(reads: Counter, voted: Counter, window: Window) -> list[dict]:
-    """`{day, reads, votes}` for every day of `window`; an open end stops at the first or last active day."""
+    """`{day, reads, votes}` for every day of `window`. An open end stops at the first or last active day,
+    and so do both ends of a series that would be longer than SERIES_DAYS."""
+    if window.until == EARLIEST:
+        return []  # nothing happened before the earliest time there is
     active = [day for day in reads.keys() | voted.keys() if reads[day] or voted[day]]
     first: date | None = window.since.date() if window.since is not None else min(active, default=None)
     last: date | None = (window.until - timedelta(microseconds=1)).date() if window.until is not None \
         else max(active, default=None)
+    if first is not None and last is not None and (last - first).days >= SERIES_DAYS:
+        first, last = min(active, default=None), max(active, default=None)
     if first is None or last is None or first > last:
         return []
     return [{"day": day, "reads": int(reads[day]), "votes": int(voted[day])} for day in days_between(first, last)]

@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 
 import redis as redis_lib
-from redis import Redis
 
-from events.errors import RedisUnavailable
+from readrate.events.connections import PROBE, redis_client
+from readrate.events.errors import ConfigError, RedisUnavailable
+from readrate.events.urls import redact
 
 HOW_TO_GET_REDIS = (
     "no Redis answers at {url} and no redis-server is installed. Start one (e.g. `docker run -p 6379:6379 redis`), "
@@ -20,11 +21,19 @@ HOW_TO_GET_REDIS = (
 )
 
 
-def answers(url: str, timeout_s: float = 0.5) -> bool:
-    """True if a Redis at `url` answers PING."""
-    client = Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+def answers(url: str) -> bool:
+    """True if a Redis at `url` answers PING; False if none is there.
+
+    A Redis that is there but refuses the password, or has no such database, is not
+    "no Redis": that raises ConfigError, so nobody starts a private one in its place.
+    """
+    client = redis_client(url, PROBE)
     try:
         return bool(client.ping())
+    except redis_lib.AuthenticationError as exc:
+        raise ConfigError(f"the Redis at {redact(url)} refused the credentials in the URL: {exc}") from None
+    except redis_lib.ResponseError as exc:
+        raise ConfigError(f"the Redis at {redact(url)} refused the connection: {exc}") from None
     except (redis_lib.RedisError, OSError):
         return False
     finally:
@@ -62,7 +71,7 @@ class RedisServer:
     def start(self, timeout_s: float = 10.0) -> RedisServer:
         self.process = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
-        while not answers(self.url, 0.2):
+        while not answers(self.url):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RedisUnavailable(f"redis-server on port {self.port} did not start; see {self.dir}/redis.log")
             time.sleep(0.05)

@@ -1,6 +1,6 @@
 """The page API: what an article page or a listing shows under each article, in one database round trip.
 
-    from reports.page import PageCounters
+    from readrate.reports.page import PageCounters
     page = PageCounters.from_url(os.environ["DATABASE_URL"])   # once, at start-up
     c = page.get("article-42")
     c.reads_text    # "Read 563 times"
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, select
 
-from workers.db import make_engine, reachable
-from workers.schema import article_stats
+from readrate.workers.db import make_engine, reachable
+from readrate.workers.schema import article_stats
 
 from .ranking import average
 

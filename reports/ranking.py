@@ -1,14 +1,17 @@
-"""Ranking formulas, pure: the Bayesian average, the top lists' orders and tie-breaks, an article's rank.
+"""Ranking formulas, pure: the Bayesian average, the top lists' orders and tie-breaks, an article's rank, and
+the row a top list is made of.
 
-The queries hand over per-article counters for a window (`Tally`); everything that
-decides an order lives here, so it is tested without a database.
+The queries hand over per-article counters for a window (`Tally`); each list scores
+them (`Scored`), and everything that decides an order lives here, so it is tested
+without a database. A `TopRow` is built once, when an article has made the list and
+its title is known.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 DEFAULT_PRIOR_VOTES = 10
 RANKINGS = ("reads", "votes", "rating", "trending")
@@ -22,6 +25,61 @@ class Tally:
     reads: int = 0
     votes: int = 0
     rating_sum: float = 0.0
+
+
+@dataclass(frozen=True)
+class Scored:
+    """An article on its way into a top list: its counters in the window and its score on that list."""
+
+    tally: Tally
+    score: float | None
+    recent_reads: int | None = None  # trending only
+    expected_reads: float | None = None  # trending only
+
+    @property
+    def article_id(self) -> str:
+        return self.tally.article_id
+
+    def counted(self, *, reads: Mapping[str, int] | None = None,
+                votes: Mapping[str, tuple[int, float]] | None = None) -> Scored:
+        """This article with its reads and/or its (votes, rating sum) taken from counts looked up later."""
+        tally = self.tally
+        if reads is not None:
+            tally = replace(tally, reads=reads.get(tally.article_id, 0))
+        if votes is not None:
+            n, total = votes.get(tally.article_id, (0, 0.0))
+            tally = replace(tally, votes=n, rating_sum=total)
+        return replace(self, tally=tally)
+
+
+@dataclass(frozen=True)
+class TopRow:
+    """One row of a top list as the JSON contract has it; trending rows also carry recent and expected reads."""
+
+    rank: int
+    article_id: str
+    title: str | None
+    reads: int
+    votes: int
+    rating_avg: float | None
+    score: float | None
+    recent_reads: int | None = None
+    expected_reads: float | None = None
+
+    def as_dict(self) -> dict:
+        """The JSON-contract keys, in the contract's order."""
+        row = {"rank": self.rank, "article_id": self.article_id, "title": self.title, "reads": self.reads,
+               "votes": self.votes, "rating_avg": self.rating_avg, "score": self.score}
+        if self.recent_reads is not None:
+            row.update(recent_reads=self.recent_reads, expected_reads=self.expected_reads)
+        return row
+
+
+def top_rows(chosen: Iterable[Scored], titles: Mapping[str, str | None]) -> list[TopRow]:
+    """The chosen articles, in their order, as the rows of a top list numbered from 1."""
+    return [TopRow(rank, s.article_id, titles.get(s.article_id), s.tally.reads, s.tally.votes,
+                   average(s.tally.rating_sum, s.tally.votes), s.score, s.recent_reads, s.expected_reads)
+            for rank, s in enumerate(chosen, start=1)]
 
 
 def bayesian(mean_all: float, prior_votes: float, rating_sum: float, votes: int) -> float | None:
@@ -45,16 +103,16 @@ def mean_rating(tallies: Iterable[Tally]) -> float | None:
     return total / votes if votes else None
 
 
-def sort_key(by: str) -> Callable[[dict], tuple]:
-    """Sort key for a top list of row dicts: descending score, then the documented tie-breaks."""
+def sort_key(by: str) -> Callable[[Scored], tuple]:
+    """Sort key for a top list: descending score, then the documented tie-breaks."""
     if by == "reads":
-        return lambda r: (-r["reads"], r["article_id"])
+        return lambda s: (-s.tally.reads, s.tally.article_id)
     if by == "votes":
-        return lambda r: (-r["votes"], r["article_id"])
+        return lambda s: (-s.tally.votes, s.tally.article_id)
     if by == "rating":
-        return lambda r: (-_number(r["score"]), -r["votes"], -r["reads"], r["article_id"])
+        return lambda s: (-_number(s.score), -s.tally.votes, -s.tally.reads, s.tally.article_id)
     if by == "trending":
-        return lambda r: (-_number(r["score"]), -r["recent_reads"], r["article_id"])
+        return lambda s: (-_number(s.score), -s.recent_reads, s.tally.article_id)
     raise ValueError(f"unknown ranking {by!r}; accepted: {', '.join(RANKINGS)}")
 
 
@@ -62,55 +120,47 @@ def _number(score: float | None) -> float:
     return float("-inf") if score is None else score
 
 
-def row(t: Tally, score: float | None) -> dict:
-    """The JSON-contract row of a top list (rank and title are filled in later)."""
-    return {"rank": None, "article_id": t.article_id, "title": None, "reads": t.reads, "votes": t.votes,
-            "rating_avg": average(t.rating_sum, t.votes), "score": score}
-
-
 def candidates(tallies: Iterable[Tally], by: str, *, min_votes: int, prior_votes: float,
-               mean: float | None) -> list[dict]:
-    """The rows a reads, votes or rating list chooses from: articles with at least one read (reads), one
+               mean: float | None) -> list[Scored]:
+    """What a reads, votes or rating list chooses from: articles with at least one read (reads), one
     vote (votes, rating) and `min_votes` votes in the window, scored."""
-    rows = []
+    scored = []
     for t in tallies:
         if t.votes < min_votes:
             continue
         if by == "reads" and t.reads > 0:
-            rows.append(row(t, float(t.reads)))
+            scored.append(Scored(t, float(t.reads)))
         elif by == "votes" and t.votes > 0:
-            rows.append(row(t, float(t.votes)))
+            scored.append(Scored(t, float(t.votes)))
         elif by == "rating" and t.votes > 0:
-            rows.append(row(t, bayesian(mean or 0.0, prior_votes, t.rating_sum, t.votes)))
-    return rows
+            scored.append(Scored(t, bayesian(mean or 0.0, prior_votes, t.rating_sum, t.votes)))
+    return scored
 
 
-def best(rows: Iterable[dict], by: str, limit: int) -> list[dict]:
-    """The first `limit` rows in ranking order, numbered from 1."""
-    return numbered(heapq.nsmallest(limit, rows, key=sort_key(by)))
+def best(scored: Iterable[Scored], by: str, limit: int | None) -> list[Scored]:
+    """The first `limit` in ranking order (None: all of them)."""
+    if limit is None:
+        return sorted(scored, key=sort_key(by))
+    return heapq.nsmallest(limit, scored, key=sort_key(by))
 
 
-def numbered(rows: list[dict]) -> list[dict]:
-    for rank, r in enumerate(rows, start=1):
-        r["rank"] = rank
-    return rows
+def top_counts(counts: Mapping[str, int], limit: int | None) -> list[tuple[str, int]]:
+    """The `limit` largest counts (None: all), ties by article id: the order of the reads and votes lists,
+    without scoring every article."""
+    positive = ((a, n) for a, n in counts.items() if n > 0)
+    key = lambda c: (-c[1], c[0])  # noqa: E731
+    return sorted(positive, key=key) if limit is None else heapq.nsmallest(limit, positive, key=key)
 
 
-def top_counts(counts: Mapping[str, int], limit: int) -> list[tuple[str, int]]:
-    """The `limit` largest counts, ties by article id: the order of the reads and votes lists, without
-    building a row for every article."""
-    return heapq.nsmallest(limit, ((a, n) for a, n in counts.items() if n > 0), key=lambda c: (-c[1], c[0]))
-
-
-def contenders(rows: list[dict], by: str, limit: int) -> list[dict]:
-    """Rows that can still make the first `limit` once reads are known: a rating list is ordered by score
-    and votes before reads, so only the rows up to the `limit`-th on (score, votes), and those tied with
+def contenders(scored: list[Scored], by: str, limit: int | None) -> list[Scored]:
+    """The articles that can still make the first `limit` once reads are known: a rating list is ordered by
+    score and votes before reads, so only those up to the `limit`-th on (score, votes), and those tied with
     it, need their reads looked up."""
-    if by != "rating" or len(rows) <= limit:
-        return rows
-    coarse = lambda r: (-_number(r["score"]), -r["votes"])  # noqa: E731
-    boundary = coarse(heapq.nsmallest(limit, rows, key=coarse)[-1])
-    return [r for r in rows if coarse(r) <= boundary]
+    if by != "rating" or limit is None or len(scored) <= limit:
+        return scored
+    coarse = lambda s: (-_number(s.score), -s.tally.votes)  # noqa: E731
+    boundary = coarse(heapq.nsmallest(limit, scored, key=coarse)[-1])
+    return [s for s in scored if coarse(s) <= boundary]
 
 
 def rank_by_reads(reads: Mapping[str, int], article_id: str) -> int | None:

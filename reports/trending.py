@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .windows import HOUR, Window, floor_hour
+from .ranking import Scored, Tally
+from .windows import HOUR, Window, earlier, floor_hour, span_text
 
 DEFAULT_RECENT = timedelta(hours=24)
 DEFAULT_SPAN = timedelta(days=7)
@@ -46,18 +47,15 @@ class TrendWindows:
 def trend_windows(window: Window, recent: timedelta, now: datetime) -> TrendWindows:
     """Cut `window` into its recent part and what came before; ValueError if that leaves nothing before."""
     if recent <= timedelta(0) or recent % HOUR:
-        raise ValueError(f"--recent {_hours(recent)} is not a whole number of hours; accepted: 1h or more")
+        raise ValueError(f"--recent {span_text(recent)} is not a whole number of hours; accepted: 1h or more")
     until = floor_hour(window.until if window.until is not None else now)
-    since = floor_hour(window.since) if window.since is not None else until - DEFAULT_SPAN
+    since = floor_hour(window.since) if window.since is not None else earlier(until, DEFAULT_SPAN)
+    # Compared before subtracting: a --recent longer than the centuries before `until` must not overflow.
+    if recent >= until - since:
+        raise ValueError(f"--recent {span_text(recent)} leaves nothing before it in a window of "
+                         f"{span_text(until - since)}; accepted: a recent period shorter than the window")
     cut = until - recent
-    if cut <= since:
-        raise ValueError(f"--recent {_hours(recent)} leaves nothing before it in a window of "
-                         f"{_hours(until - since)}; accepted: a recent period shorter than the window")
     return TrendWindows(recent=Window(cut, until), before=Window(since, cut))
-
-
-def _hours(span: timedelta) -> str:
-    return f"{span / HOUR:g}h"
 
 
 def expected_reads(before_reads: int, before_hours: float, recent_hours: float) -> float:
@@ -71,15 +69,16 @@ def lift(recent_reads: int, expected: float, prior_reads: float) -> float:
 
 
 def trend_rows(recent: Mapping[str, int], before: Mapping[str, int], windows: TrendWindows, *,
-               prior_reads: float) -> list[dict]:
-    """A row per article read in the recent period, scored (votes and titles are filled in later)."""
-    rows = []
+               prior_reads: float) -> list[Scored]:
+    """Every article read in the recent period, scored, with its reads over the whole window (its votes are
+    looked up later, for the articles that make the list)."""
+    scored = []
     for article_id, recent_reads in recent.items():
         if recent_reads <= 0:
             continue
-        earlier = before.get(article_id, 0)
-        expected = expected_reads(earlier, windows.before_hours, windows.recent_hours)
-        rows.append({"rank": None, "article_id": article_id, "title": None, "reads": recent_reads + earlier,
-                     "votes": 0, "rating_avg": None, "score": lift(recent_reads, expected, prior_reads),
-                     "recent_reads": recent_reads, "expected_reads": expected})
-    return rows
+        earlier_reads = before.get(article_id, 0)
+        expected = expected_reads(earlier_reads, windows.before_hours, windows.recent_hours)
+        scored.append(Scored(Tally(article_id, reads=recent_reads + earlier_reads),
+                             lift(recent_reads, expected, prior_reads),
+                             recent_reads=recent_reads, expected_reads=expected))
+    return scored

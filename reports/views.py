@@ -1,5 +1,6 @@
 """How each report looks in each format: the columns of a top list, and the blocks of the article and
-summary reports. The data come from `queries`/`detail` as JSON-contract dicts; `render` formats tables.
+summary reports. The data come from `queries`/`detail` as JSON-contract dicts and `TopRow`s; `render`
+formats tables.
 
 JSON is always the whole document. CSV is always one table with a header, so it
 parses back: a top list's rows, an article's daily series, a summary's totals and
@@ -11,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 
-from .render import Column, count, fixed, render, to_json
+from .render import Column, as_mapping, count, csv_cell, fixed, plural, render, to_json
 from .sparkline import DEFAULT_WIDTH, sparkline
 
 SCORE = Column("score", "score", lambda v: f"{v:,.0f}" if float(v).is_integer() else f"{v:.3f}", numeric=True)
@@ -34,15 +35,6 @@ DAILY_COLUMNS = [Column("day", "day"), Column("reads", "reads", count, numeric=T
                  Column("votes", "votes", count, numeric=True)]
 HISTOGRAM_COLUMNS = [Column("rating", "rating", lambda v: f"{v:g}", numeric=True),
                      Column("votes", "votes", count, numeric=True), Column("bar", "")]
-ARTICLE_COLUMNS = [
-    Column("reads", "reads", count, numeric=True),
-    Column("votes", "votes", count, numeric=True),
-    Column("rating_avg", "avg", fixed(2), numeric=True),
-    Column("score", "Bayesian score", fixed(3), numeric=True),
-    Column("mean_rating", "C (mean of all votes)", fixed(3), numeric=True),
-    Column("rank", "rank by reads", count, numeric=True),
-    Column("url", "url"),
-]
 TOTALS_COLUMNS = [Column("reads", "reads", count, numeric=True), Column("votes", "votes", count, numeric=True),
                   Column("active_articles", "active articles", count, numeric=True),
                   Column("rating_avg", "mean rating", fixed(2), numeric=True)]
@@ -57,6 +49,20 @@ def top_text(rows: list[dict], by: str, fmt: str, title: str) -> str:
     return render(rows, top_columns(by), fmt, title=title)
 
 
+def article_columns(window_words: str, url: bool) -> list[Column]:
+    """The counters of an article report; C is the mean of the votes cast in the report's window, so its
+    heading names that window."""
+    return [
+        Column("reads", "reads", count, numeric=True),
+        Column("votes", "votes", count, numeric=True),
+        Column("rating_avg", "avg", fixed(2), numeric=True),
+        Column("score", "Bayesian score", fixed(3), numeric=True),
+        Column("mean_rating", f"C (mean of votes, {window_words})", fixed(3), numeric=True),
+        Column("rank", "rank by reads", count, numeric=True),
+        *([Column("url", "url")] if url else []),
+    ]
+
+
 def article_text(report: dict, fmt: str, window_words: str) -> str:
     """An article report: JSON as is; CSV the daily series; table/Markdown the counters, stars and series."""
     if fmt == "json":
@@ -64,7 +70,7 @@ def article_text(report: dict, fmt: str, window_words: str) -> str:
     if fmt == "csv":
         return render(report["daily"], DAILY_COLUMNS, "csv")
     name = report["article_id"] + (f" · {report['title']}" if report["title"] else "")
-    columns = ARTICLE_COLUMNS if report["url"] else ARTICLE_COLUMNS[:-1]
+    columns = article_columns(window_words, bool(report["url"]))
     blocks = [render([report], columns, fmt, title=f"{name} ({window_words})")]
     top = max((h["votes"] for h in report["histogram"]), default=0)
     stars = [{**h, "bar": "█" * round(BAR_WIDTH * h["votes"] / top) if top else ""} for h in report["histogram"]]
@@ -81,7 +87,7 @@ def series_text(daily: list[dict], fmt: str) -> str:
     first, last = daily[0]["day"], daily[-1]["day"]
     fewest, most = max(1, len(daily) // DEFAULT_WIDTH), -(-len(daily) // DEFAULT_WIDTH)
     marks = "one mark a day" if most == 1 else f"each mark sums {fewest}{'' if fewest == most else f'–{most}'} days"
-    lines = [f"Daily, {first} to {last} ({len(daily):,} days; {marks})"]
+    lines = [f"Daily, {first} to {last} ({plural(len(daily), 'day')}; {marks})"]
     for key in ("reads", "votes"):
         values = [d[key] for d in daily]
         lines.append(f"{key:<5} {sparkline(values)}  total {sum(values):,}, busiest day {max(values):,}")
@@ -109,12 +115,12 @@ def summary_csv(report: dict) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, SUMMARY_CSV, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
-    writer.writerow({"section": "total", **_blank(report)})
+    writer.writerow({"section": "total", **_cells(report)})
     for section in ("top_reads", "top_rating"):
         for r in report[section]:
-            writer.writerow({"section": section, **_blank(r)})
+            writer.writerow({"section": section, **_cells(as_mapping(r))})
     return out.getvalue()
 
 
-def _blank(row: dict) -> dict:
-    return {k: "" if v is None else v for k, v in row.items()}
+def _cells(row: dict) -> dict:
+    return {k: csv_cell(v) for k, v in row.items() if k in SUMMARY_CSV}

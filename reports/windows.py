@@ -16,10 +16,16 @@ from datetime import date, datetime, time, timedelta, timezone
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
+WEEK = timedelta(weeks=1)
 _DURATION = re.compile(r"^\s*(\d{1,6})\s*([hdw])\s*$", re.IGNORECASE)
-_UNITS = {"h": HOUR, "d": DAY, "w": timedelta(weeks=1)}
-WHEN_ACCEPTED = ("a duration before now (24h, 7d, 2w) or an ISO 8601 date or date/time, UTC unless a zone "
-                 "is given (2015-01-01, 2015-01-01T10:00, 2015-01-01T10:00+02:00)")
+_UNITS = {"h": HOUR, "d": DAY, "w": WEEK}
+# The times a window may start or end at. The latest is the last midnight a datetime holds: a window
+# starting after it would have no day boundary to round up to (`ceil_day`).
+EARLIEST = datetime.min
+LATEST = datetime(9999, 12, 31)
+WHEN_ACCEPTED = ("a duration before now (24h, 7d, 2w) or an ISO 8601 date or date/time from 0001-01-01 to "
+                 "9999-12-31 00:00, UTC unless a zone is given (2015-01-01, 2015-01-01T10:00, "
+                 "2015-01-01T10:00+02:00)")
 
 
 def parse_duration(text: str) -> timedelta:
@@ -31,16 +37,35 @@ def parse_duration(text: str) -> timedelta:
     return int(match.group(1)) * _UNITS[match.group(2).lower()]
 
 
+def span_text(span: timedelta) -> str:
+    """A whole number of hours as the largest unit `parse_duration` reads back: `2w`, `10d`, `36h`."""
+    for unit, size in (("w", WEEK), ("d", DAY)):
+        if span and not span % size:
+            return f"{span // size}{unit}"
+    return f"{span // HOUR}h" if not span % HOUR else f"{span / HOUR:g}h"
+
+
 def parse_when(text: str, now: datetime) -> datetime:
-    """A window end as naive UTC: a duration means that long before `now`, else an ISO date or date/time."""
+    """A window end as naive UTC: a duration means that long before `now`, else an ISO date or date/time.
+
+    ValueError quoting `text` when it is neither, or falls outside EARLIEST..LATEST."""
     if _DURATION.match(text or ""):
-        return now - parse_duration(text)
+        span = parse_duration(text)
+        if span > now - EARLIEST:
+            raise ValueError(f"{text!r} reaches back before the year 1; accepted: {WHEN_ACCEPTED}")
+        return now - span
     try:
         # Python 3.11 reads every ISO 8601 form, `Z` included; a bare date is its midnight.
         parsed = datetime.fromisoformat((text or "").strip())
     except ValueError:
         raise ValueError(f"{text!r} is not a time; accepted: {WHEN_ACCEPTED}") from None
-    return to_utc(parsed)
+    try:
+        at = to_utc(parsed)
+    except OverflowError:  # 9999-12-31T23:00-05:00 is past the last datetime once in UTC
+        at = None
+    if at is None or not EARLIEST <= at <= LATEST:
+        raise ValueError(f"{text!r} is out of range; accepted: {WHEN_ACCEPTED}")
+    return at
 
 
 def to_utc(value: datetime | date) -> datetime:
@@ -50,6 +75,11 @@ def to_utc(value: datetime | date) -> datetime:
     if value.tzinfo is not None:
         return value.astimezone(timezone.utc).replace(tzinfo=None)
     return value
+
+
+def earlier(at: datetime, span: timedelta) -> datetime:
+    """`at - span`, or EARLIEST when that would be before it."""
+    return at - span if span <= at - EARLIEST else EARLIEST
 
 
 def floor_hour(value: datetime) -> datetime:

@@ -1,21 +1,55 @@
 """Shared fixtures: a private key prefix on the shared Redis, a fresh database per test
-(SQLite file or a new PostgreSQL database), and helpers to run real `readrate` processes."""
+(SQLite file or a new PostgreSQL database), and helpers to run real `readrate` processes.
+
+The folder a test lives in is its lane, and marks it: `unit` (in-process, fast: `make
+check`), `integration` (real readrate processes, real data sets), `faults` (crashes,
+outages, bad input: `make faults`). `make test` runs all three.
+"""
 
 from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 
 import pytest
 from redis import Redis
 from sqlalchemy import create_engine, text
 
-from events.settings import Settings
-from workers.db import make_engine, upgrade
-from workers.writer import ensure_offsets
+from readrate.events.settings import Settings
+from readrate.workers.db import make_engine, upgrade
+from readrate.workers.writer import ensure_offsets
+from servers import Servers
 
 REDIS_URL = os.environ.get("READRATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_ADMIN_URL = os.environ.get("READRATE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+LANES = ("unit", "integration", "faults")
+TESTS = Path(__file__).parent
+_servers = Servers()
+
+
+def pytest_configure(config):
+    """Use the Redis and PostgreSQL at the test URLs, or start private ones when none answers there."""
+    global REDIS_URL, PG_ADMIN_URL
+    try:
+        REDIS_URL, PG_ADMIN_URL = _servers.ensure(REDIS_URL, PG_ADMIN_URL)
+    except RuntimeError as exc:
+        pytest.exit(f"cannot run the tests: {exc}", returncode=3)
+    # Child processes (readrate commands, the benchmark) read them from the environment.
+    os.environ["READRATE_TEST_REDIS_URL"], os.environ["READRATE_TEST_PG_URL"] = REDIS_URL, PG_ADMIN_URL
+
+
+def pytest_unconfigure(config):
+    _servers.stop()
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        lane = item.path.relative_to(TESTS).parts[0]
+        if lane in LANES:
+            item.add_marker(lane)
 
 
 def pg_url(name: str) -> str:
@@ -84,7 +118,7 @@ def settings(prefix, database_url):
 @pytest.fixture
 def engine(settings):
     """The test database with migrations applied and offset rows created."""
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, create=True)
     upgrade(engine)
     ensure_offsets(engine, settings.shards)
     yield engine

@@ -11,10 +11,11 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine, select
 
-from events.settings import Settings
-from workers.schema import article_stats
+from readrate.events.emitter import Emitter
+from readrate.events.settings import Settings
+from readrate.workers.schema import article_stats
 
-READRATE = [sys.executable, "-m", "reports"]
+READRATE = [sys.executable, "-m", "readrate.reports"]
 
 
 def env_for(settings: Settings, **extra: str) -> dict[str, str]:
@@ -116,7 +117,7 @@ def id_key(stream_id: str) -> tuple[int, int]:
 
 
 def offsets(engine: Engine) -> dict[int, str]:
-    from workers.schema import stream_offsets
+    from readrate.workers.schema import stream_offsets
 
     with engine.connect() as conn:
         rows = conn.execute(select(stream_offsets.c.shard, stream_offsets.c.last_id))
@@ -178,7 +179,7 @@ def expected_state(reads, hourly, daily, latest) -> dict[str, dict]:
 
 def snapshot(engine: Engine) -> dict[str, dict]:
     """Every counter table as plain dicts (votes_daily rows emptied by moved votes are left out)."""
-    from workers.schema import reads_daily, reads_hourly, votes, votes_daily
+    from readrate.workers.schema import reads_daily, reads_hourly, votes, votes_daily
 
     with engine.connect() as conn:
         hourly = {(r.article_id, r.hour): int(r.reads) for r in conn.execute(select(reads_hourly))}
@@ -278,3 +279,33 @@ def pending_entries(emitted: dict, committed: dict[int, str]) -> int:
     """How many entries lie after each shard's committed offset (not counted yet)."""
     return sum(1 for shard, entries in emitted.items() for stream_id, _ in entries
                if id_key(stream_id) > id_key(committed[shard]))
+
+
+class Pipeline:
+    """Events through the real pipeline, in-process: Emitter → Redis streams → Drainer → the database."""
+
+    def __init__(self, settings, engine, redis) -> None:
+        self.settings, self.engine = settings, engine
+        self.emitter = Emitter(redis, keys=settings.keys, scale=settings.rating_scale, strict=True, enqueue=False)
+        self.events: list = []
+
+    def read(self, article: str, at: _datetime, visitor: str | None = None) -> None:
+        self.events.append(self.emitter.make_read(article, visitor, at))
+
+    def vote(self, article: str, rating, voter: str, at: _datetime) -> None:
+        self.events.append(self.emitter.make_vote(article, rating, voter, at))
+
+    def flush(self) -> None:
+        """Emit what was queued and drain every shard; every event must be applied, none rejected."""
+        assert self.emitter.emit_many(self.events) == len(self.events)
+        drained = 0
+        from readrate.workers.drain import Drainer
+        from redis import Redis
+
+        with Drainer(self.settings, engine=self.engine, redis=Redis.from_url(self.settings.redis_url)) as drainer:
+            for shard in range(self.settings.shards):
+                result = drainer.drain(shard)
+                assert result.rejected == 0
+                drained += result.entries
+        assert drained == len(self.events)
+        self.events = []

@@ -12,11 +12,11 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from events.errors import InvalidEvent
-from events.scale import RatingScale
-from events.wire import Decoder, as_dict, payload_text
-
-from .timeconv import MS_PER_HOUR
+from readrate.events.clock import MS_PER_HOUR
+from readrate.events.errors import InvalidEvent
+from readrate.events.scale import RatingScale
+from readrate.events.streamids import id_text
+from readrate.events.wire import Decoder, as_dict, payload_text
 
 HOURS_PER_DAY = 24
 
@@ -66,10 +66,6 @@ class Batch:
         return sum(a.reads for a in self.articles.values())
 
 
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw
-
-
 def aggregate(
     entries: Sequence[tuple[bytes, dict[bytes, bytes] | list[bytes]]],
     *,
@@ -85,7 +81,7 @@ def aggregate(
     latest event time wins; on a tie the later entry wins, as it does across batches.
     """
     decode = (decoder or Decoder(scale)).entry
-    batch = Batch(last_id=_text(entries[-1][0]) if entries else "", entries=len(entries))
+    batch = Batch(last_id=id_text(entries[-1][0]) if entries else "", entries=len(entries))
     # Per (article, hour): [reads, earliest, latest]; articles and days are derived after the loop,
     # so the hot loop touches one dict per read.
     buckets: dict[tuple[str, int], list[int]] = {}
@@ -95,7 +91,7 @@ def aggregate(
         try:
             article_id, at_ms, voter, rating = decode(fields, now_ms)
         except InvalidEvent as exc:
-            batch.rejected.append(Rejected(_text(raw_id), payload_text(as_dict(fields)), str(exc)))
+            batch.rejected.append(Rejected(id_text(raw_id), payload_text(as_dict(fields)), str(exc)))
             continue
         if voter is None:
             key = (article_id, at_ms // MS_PER_HOUR)

@@ -10,7 +10,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from .db import writing
 from .schema import articles
 
-CHUNK = 5_000
+# Rows per INSERT statement (and transaction): bounds memory and lock time on a big catalogue.
+ROWS_PER_STATEMENT = 5_000
 
 
 def upsert_articles(engine: Engine, rows: Iterable[dict]) -> int:
@@ -24,7 +25,7 @@ def upsert_articles(engine: Engine, rows: Iterable[dict]) -> int:
                                           set_={"title": stmt.excluded.title, "url": stmt.excluded.url})
         for row in rows:
             batch.append(row)
-            if len(batch) == CHUNK:
+            if len(batch) == ROWS_PER_STATEMENT:
                 with conn.begin():
                     conn.execute(stmt, batch)
                 written += len(batch)

@@ -20,7 +20,8 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 
-from events.errors import ConfigError, DatabaseUnavailable
+from readrate.events.errors import ConfigError, DatabaseUnavailable, ReadrateError
+from readrate.events.urls import redact
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Seconds a writer waits for SQLite's lock (another worker's batch) before giving up.
@@ -38,18 +39,43 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
-    """An engine for `url`, configured for readrate's workload; raises ConfigError for a bad URL."""
+def _parse(url: str):
     try:
         parsed = make_url(normalize_url(url))
     except ArgumentError:
         raise ConfigError(
-            f"database URL {url!r} is not a URL; e.g. sqlite:///readrate.db or postgresql://user@host/db"
+            f"database URL {redact(url)!r} is not a URL; e.g. sqlite:///readrate.db or postgresql://user@host/db"
         ) from None
+    if parsed.get_backend_name() == "sqlite" and parsed.host:
+        # sqlite://rr.db reads as host "rr.db" and no file: SQLAlchemy would open an empty in-memory database.
+        raise ConfigError(f"database URL {url!r} names no file; accepted: sqlite:///FILE (three slashes, "
+                          f"e.g. sqlite:///{parsed.host}) or sqlite:////ABSOLUTE/PATH")
+    return parsed
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names (None for other databases and in-memory SQLite)."""
+    parsed = _parse(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).expanduser()
+
+
+def make_engine(url: str, *, create: bool = False, echo: bool = False) -> Engine:
+    """An engine for `url`, configured for readrate's workload; raises ConfigError for a bad URL.
+
+    Only with `create` may a SQLite file (and its folder) be made: a read-only
+    command on a mistyped path must say that no database is there, not create one.
+    """
+    parsed = _parse(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_file(url)
+        if path is not None and create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        elif path is not None and not path.exists():
+            raise DatabaseMissing(f"no database at {str(path)!r}: the file does not exist; check DATABASE_URL, "
+                                  "or create it with `readrate db upgrade`")
         engine = create_engine(parsed, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
         _configure_sqlite(engine)
         return engine
@@ -60,7 +86,11 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             pool_pre_ping=True,
             connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
         )
-    raise ConfigError(f"database {backend!r} in {url!r} is not supported; accepted: sqlite, postgresql")
+    raise ConfigError(f"database {backend!r} in {redact(url)!r} is not supported; accepted: sqlite, postgresql")
+
+
+class DatabaseMissing(DatabaseUnavailable):
+    """Raised when a command that only reads is pointed at a SQLite file that does not exist."""
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -101,22 +131,52 @@ def is_unreachable(exc: BaseException) -> bool:
     return False
 
 
+class SchemaMissing(ReadrateError):
+    """Raised when the database has no readrate tables (or not this version's): migrations were not applied."""
+
+
+SCHEMA_HINT = "run `readrate db upgrade` (or start a worker, which applies the migrations)"
+
+
+def is_schema_missing(exc: BaseException) -> bool:
+    """True when a database error means a readrate table or column is not there."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    message = str(exc.orig).lower()
+    # SQLite: "no such table: votes"; PostgreSQL: UndefinedTable/UndefinedColumn (SQLSTATE 42P01, 42703).
+    return ("no such table" in message or "no such column" in message
+            or getattr(exc.orig, "sqlstate", None) in ("42P01", "42703"))
+
+
+def explain(exc: DBAPIError, url: str | None = None) -> ReadrateError | None:
+    """The ReadrateError a database error means (server down, tables missing), or None for a bug."""
+    name = f"database {redact(url)}" if url else "the database"
+    if is_unreachable(exc):
+        return DatabaseUnavailable(f"{name} is unreachable: {exc.orig}")
+    if is_schema_missing(exc):
+        return SchemaMissing(f"{name} has no readrate tables yet; {SCHEMA_HINT}")
+    return None
+
+
 @contextlib.contextmanager
 def reachable(url: str) -> Iterator[None]:
-    """Turn 'database down' errors into DatabaseUnavailable with a message naming the URL."""
+    """Turn 'database down' and 'tables missing' errors into DatabaseUnavailable and SchemaMissing."""
     try:
         yield
     except DBAPIError as exc:
-        if is_unreachable(exc):
-            raise DatabaseUnavailable(f"database {_safe(url)} is unreachable: {exc.orig}") from exc
-        raise
+        explained = explain(exc, url)
+        if explained is None:
+            raise
+        raise explained from exc
 
 
-def _safe(url: str) -> str:
+def check_database(engine: Engine) -> None:
+    """Raise DatabaseUnavailable unless a connection can be made and answers (any error while connecting counts)."""
     try:
-        return make_url(normalize_url(url)).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except DBAPIError as exc:
+        raise DatabaseUnavailable(f"database {redact(str(engine.url))} is unreachable: {exc.orig}") from exc
 
 
 def _alembic_config(connection: Connection) -> Config:

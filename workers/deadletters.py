@@ -23,9 +23,9 @@ from datetime import datetime
 from redis import Redis
 from sqlalchemy import Connection, Engine, delete, func, select, update
 
-from events.errors import InvalidEvent
-from events.settings import Settings
-from events.wire import Keys, decode, encode, payload_fields
+from readrate.events.errors import InvalidEvent, ReadrateError
+from readrate.events.settings import Settings
+from readrate.events.wire import Keys, decode, encode, payload_fields
 
 from .db import writing
 from .schema import rejected_events
@@ -35,6 +35,10 @@ REPLAY_CHUNK = 500
 # How long a replay marker outlives its row's deletion (a crashed replay is re-run well within it).
 MARKER_TTL_S = 7 * 24 * 3600
 TRUNCATED = "_truncated"
+
+
+class NoSuchDeadLetter(ReadrateError):
+    """Raised when a dead letter asked for by id is not in the table (never there, replayed or purged)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,13 @@ def purge_dead(engine: Engine, *, before: datetime | None = None, reason: str | 
         return conn.execute(_filtered(delete(rejected_events), ids=ids, reason=reason, before=before)).rowcount
 
 
+def missing_ids(engine: Engine, ids: Sequence[int]) -> list[int]:
+    """The ids among `ids` that no dead letter has, in the order given."""
+    with engine.connect() as conn:
+        found = set(conn.scalars(select(rejected_events.c.id).where(rejected_events.c.id.in_(list(ids)))))
+    return [i for i in dict.fromkeys(ids) if i not in found]
+
+
 def marker_key(keys: Keys, row: DeadLetter) -> str:
     return f"{keys.prefix}:replayed:{row.shard}:{row.stream_id}"
 
@@ -116,7 +127,16 @@ def revalidate(row: DeadLetter, settings: Settings, now_ms: int):
 
 def replay_dead(engine: Engine, redis: Redis, settings: Settings, *, now_ms: int,
                 ids: Sequence[int] | None = None, reason: str | None = None) -> ReplayResult:
-    """Re-validate the chosen rows (`ids`, or all; optionally by `reason`) and re-emit what passes."""
+    """Re-validate the chosen rows (`ids`, or all; optionally by `reason`) and re-emit what passes.
+
+    Raises NoSuchDeadLetter, before replaying anything, when one of `ids` is not in the table.
+    """
+    if ids:
+        missing = missing_ids(engine, ids)
+        if missing:
+            which = ", ".join(str(i) for i in missing)
+            said = f"no dead letter with id {which}" if len(missing) == 1 else f"no dead letters with ids {which}"
+            raise NoSuchDeadLetter(f"{said}; nothing was replayed (`readrate dead list` shows the ids there are)")
     result = ReplayResult()
     after = 0
     while True:

@@ -16,10 +16,11 @@ import time
 import redis as redis_lib
 from redis import Redis
 from rq import Queue
-from rq.scheduler import RQScheduler
 
-from events.jobs import enqueue_drain
-from events.wire import DOORBELL_TTL_MS, Keys
+from readrate.events.jobs import enqueue_drain
+from readrate.events.wire import DOORBELL_TTL_MS, Keys
+
+from .rqadapter import RetryMover
 
 log = logging.getLogger("readrate.sweep")
 # A doorbell older than this with no lease held means the job that should drain the shard is gone.
@@ -36,8 +37,7 @@ class Sweeper:
         self.keys = keys
         self.queue = queue
         self.stale_ms = stale_ms
-        self._scheduler = RQScheduler([queue], connection=redis, serializer=queue.serializer,
-                                      logging_level=logging.WARNING)
+        self._retries = RetryMover(redis, queue)
 
     def sweep_once(self, *, force: bool = False) -> list[int]:
         """One pass over all shards; returns the shards a drain was enqueued for.
@@ -66,19 +66,11 @@ class Sweeper:
                 self.redis.set(doorbell, 1, px=DOORBELL_TTL_MS)
             enqueue_drain(self.queue, shard)
             enqueued.append(shard)
-        self._enqueue_due_retries()
+        self._retries.move_due()
         return enqueued
 
-    def _enqueue_due_retries(self) -> None:
-        # RQ parks retries with a backoff in its scheduled registry; one scheduler per queue moves
-        # them back when due. Done here rather than in RQ's forked scheduler process, which a
-        # SIGKILLed worker would leave behind.
-        self._scheduler.acquire_locks()
-        if self._scheduler.acquired_locks:
-            self._scheduler.enqueue_scheduled_jobs()
-
     def release(self) -> None:
-        self._scheduler.release_locks()
+        self._retries.release()
 
     def run(self, stop: threading.Event, interval_s: float) -> None:
         """Sweep every `interval_s` until `stop` is set; Redis outages are logged and waited out."""

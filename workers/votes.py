@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from readrate.events.clock import MS_PER_DAY
+
 from .aggregate import VoteCast
-from .timeconv import MS_PER_DAY
 
 
 @dataclass

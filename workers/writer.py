@@ -8,9 +8,10 @@ and the dead letters — all or nothing.
 
 The statements are built with SQLAlchemy Core and compiled once per dialect, then
 executed at driver level with plain rows: SQLAlchemy's per-row bind processing
-cost as much as SQLite's own work (measured 4.3 against 2.1 µs per upserted row).
-On PostgreSQL each upsert is one `INSERT … SELECT FROM unnest(arrays)`, one
-statement and one round trip per table (20–40% faster than executemany).
+cost as much as SQLite's own work. On PostgreSQL each upsert is one
+`INSERT … SELECT FROM json_populate_recordset(…)`, one statement and one round trip
+per table. The figures behind both choices are in bench/RESULTS.md ("Design
+measurements").
 """
 
 from __future__ import annotations
@@ -37,13 +38,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from readrate.events.clock import MS_PER_DAY, MS_PER_HOUR, datetime_to_ms, day_date, utc_now
+from readrate.events.streamids import START_ID
+
 from .aggregate import Batch
 from .db import writing
 from .schema import article_stats, reads_daily, reads_hourly, rejected_events, stream_offsets, votes, votes_daily
-from .timeconv import MS_PER_DAY, MS_PER_HOUR, datetime_to_ms, day_date, utc_now
 from .votes import VotePlan, plan_votes
 
-START_ID = "0-0"
 # Pairs per lookup of stored votes: keeps bound parameters well under SQLite's limit.
 VOTE_LOOKUP_CHUNK = 2000
 
@@ -81,8 +83,7 @@ class Statements:
             if self.postgresql:
                 # All rows travel as one JSON document, typed by the table's own row type: one
                 # statement, one parameter. psycopg dumps a JSON string in C but array
-                # parameters element by element in Python (measured: 7 against 30-50 ms of
-                # client CPU per 10,000 rows).
+                # parameters element by element in Python.
                 columns = [c.name for c in table.c]
                 rows = func.json_populate_recordset(literal_column(f"NULL::{table.name}"),
                                                     cast(bindparam("rows"), JSON)).table_valued(*columns)
@@ -203,9 +204,9 @@ def _apply(conn: Connection, sql: Statements, shard: int, old_id: str, batch: Ba
     if moved != 1:
         raise OffsetMoved(shard)
     plan = plan_votes(batch.votes.values(), _stored_votes(conn, sql, list(batch.votes)))
-    sql.upsert(conn, sql.article_stats, _article_rows(sql, batch, plan))
-    sql.upsert(conn, sql.reads_hourly, _hourly_rows(sql, batch))
-    sql.upsert(conn, sql.reads_daily, _daily_rows(sql, batch))
+    sql.upsert(conn, sql.article_stats, _article_rows(batch, plan))
+    sql.upsert(conn, sql.reads_hourly, _hourly_rows(batch))
+    sql.upsert(conn, sql.reads_daily, _daily_rows(batch))
     sql.upsert(conn, sql.votes_daily, [
         {"article_id": a, "day": day_text(d), "votes": n, "rating_sum": s}
         for (a, d), (n, s) in sorted(plan.daily.items())
@@ -234,7 +235,7 @@ def _stored_votes(conn: Connection, sql: Statements, keys: list[tuple[str, str]]
     return stored
 
 
-def _article_rows(sql: Statements, batch: Batch, plan: VotePlan) -> list[dict]:
+def _article_rows(batch: Batch, plan: VotePlan) -> list[dict]:
     def at(ms: int | None):
         return None if ms is None else time_text(ms)
 
@@ -254,11 +255,11 @@ def _article_rows(sql: Statements, batch: Batch, plan: VotePlan) -> list[dict]:
     return rows
 
 
-def _hourly_rows(sql: Statements, batch: Batch) -> list[dict]:
+def _hourly_rows(batch: Batch) -> list[dict]:
     hours = {hour: time_text(hour * MS_PER_HOUR) for _, hour in batch.hourly}
     return [{"article_id": a, "hour": hours[h], "reads": n} for (a, h), n in sorted(batch.hourly.items())]
 
 
-def _daily_rows(sql: Statements, batch: Batch) -> list[dict]:
+def _daily_rows(batch: Batch) -> list[dict]:
     days = {day: day_text(day) for _, day in batch.daily}
     return [{"article_id": a, "day": days[d], "reads": n} for (a, d), n in sorted(batch.daily.items())]

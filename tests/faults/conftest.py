@@ -6,6 +6,8 @@ its finalizer, whatever the test did to it (a killed Redis, a stopped cluster).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import shutil
 import tempfile
 import uuid
@@ -14,12 +16,12 @@ import pytest
 from redis import Redis
 
 from conftest import REDIS_URL, create_pg_database, drop_pg_database, pg_url
-from events.settings import Settings
-from reports.localredis import RedisServer
-from workers.db import make_engine, upgrade
-from workers.writer import ensure_offsets
+from readrate.events.settings import Settings
+from readrate.reports.localredis import RedisServer
+from readrate.workers.db import make_engine, upgrade
+from readrate.workers.writer import ensure_offsets
 
-from .servers import PgCluster, pg_available
+from servers import PgCluster, pg_available
 
 
 @pytest.fixture
@@ -75,12 +77,12 @@ def fault_settings(database_url: str, *, redis_url: str = REDIS_URL, prefix: str
     """Settings with a private prefix; tests pass small batch sizes and leases for many batches."""
     settings = Settings.from_env({}, redis_url=redis_url, database_url=database_url,
                                  prefix=prefix or f"rrf-{uuid.uuid4().hex[:10]}")
-    return settings.but(**changes) if changes else settings
+    return replace(settings, **changes) if changes else settings
 
 
 def prepared_engine(settings: Settings):
     """An engine on the settings' database with migrations applied and offset rows created."""
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, create=True)
     upgrade(engine)
     ensure_offsets(engine, settings.shards)
     return engine

@@ -22,17 +22,17 @@ from redis import Redis
 from sqlalchemy import inspect, select
 
 from conftest import create_pg_database, drop_pg_database, pg_url
-from events.settings import Settings
+from readrate.events.settings import Settings
 from helpers import RunningWorker, wait_until
-from workers.schema import article_stats, rejected_events, votes
+from readrate.workers.schema import article_stats, rejected_events, votes
 
 from .conftest import REDIS_URL, delete_keys, prepared_engine
 
-pytestmark = pytest.mark.faults
 
 MB = 1 << 20
 TEN_DAYS_MS = 10 * 86_400_000
 SCALE = re.escape("accepted: 1, 2, 3, 4, 5")
+BIDI = re.escape("accepted: text without bidi-override characters (U+202A-U+202E, U+2066-U+2069)")
 
 
 def now_ms() -> int:
@@ -128,6 +128,12 @@ CASES = [
                  id="nul-in-article-id"),
     pytest.param(read("news\x1b[31mtoday"), r"article id 'news\\x1b\[31mtoday' contains a control character",
                  id="escape-in-article-id"),
+    pytest.param(read("news\u202etoday"), rf"article id 'news\\u202etoday' contains the bidi-override character "
+                 rf"'\\u202e'; {BIDI}", id="bidi-override-in-article-id"),
+    pytest.param(read("article-1", v="v\u2066"), rf"visitor 'v\\u2066' contains the bidi-override character "
+                 rf"'\\u2066'; {BIDI}", id="bidi-isolate-in-visitor"),
+    pytest.param(vote("4", v="u\u202b"), rf"voter 'u\\u202b' contains the bidi-override character "
+                 rf"'\\u202b'; {BIDI}", id="bidi-embedding-in-voter"),
     pytest.param(read(b"caf\xe9"), r"field 'a' is not valid UTF-8", id="non-utf8-article-id"),
     pytest.param(read("article-1", at=str(now_ms() + TEN_DAYS_MS)),
                  r"event time \d+ is \d+ s in the future; accepted: at most 300 s ahead", id="time-far-in-future"),

@@ -12,18 +12,16 @@ from __future__ import annotations
 import sqlite3
 import time
 
-import pytest
 from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from events import Emitter
-from events.synthetic import traffic
+from readrate.events import Emitter
+from readrate.events.synthetic import traffic
 from helpers import RunningWorker, backlog, offsets, tally_events, wait_for_state, wait_until
 
 from .conftest import delete_keys, fault_settings, prepared_engine
 
-pytestmark = pytest.mark.faults
 
 EVENTS = 20_000
 

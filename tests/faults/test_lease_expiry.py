@@ -10,20 +10,20 @@ twice — not the counters, not the dead letters.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import sqlite3
 import time
 
-import pytest
 from sqlalchemy import create_engine, func, select, text
 
-from events import Emitter
-from events.jobs import drain_queue, enqueue_drain
-from events.synthetic import traffic
+from readrate.events import Emitter
+from readrate.events.jobs import drain_queue, enqueue_drain
+from readrate.events.synthetic import traffic
 from helpers import RunningWorker, backlog, tally_events, wait_for_state, wait_until
-from workers.db import normalize_url
-from workers.schema import rejected_events
+from readrate.workers.db import normalize_url
+from readrate.workers.schema import rejected_events
 
-pytestmark = pytest.mark.faults
 
 LEASE_MS = 300
 BAD_ENTRIES = 7
@@ -66,7 +66,7 @@ class DatabaseHold:
 
 def test_a_lease_that_expires_mid_batch_lets_a_second_worker_in_but_nothing_is_applied_twice(
         settings, engine, redis, tmp_path):
-    settings = settings.but(shards=1, batch_size=2_000, lease_ms=LEASE_MS)
+    settings = replace(settings, shards=1, batch_size=2_000, lease_ms=LEASE_MS)
     events = list(traffic(events=10_000, articles=200, days=2, now_ms=now_ms(), seed=21, vote_share=0.3))
     emitter = Emitter(redis, keys=settings.keys, scale=settings.rating_scale, strict=True, enqueue=False)
     stream, lease = settings.keys.stream(0), settings.keys.lease(0)

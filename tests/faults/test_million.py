@@ -12,15 +12,13 @@ import re
 import subprocess
 import time
 
-import pytest
 
-from events import Emitter
-from events.synthetic import traffic
+from readrate.events import Emitter
+from readrate.events.synthetic import traffic
 from helpers import READRATE, assert_same_state, backlog, env_for, offsets, snapshot, tally_events
 
 from .conftest import delete_keys, fault_settings, prepared_engine
 
-pytestmark = pytest.mark.faults
 
 EVENTS = 1_000_000
 WORKERS = 2

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from redis import Redis
 
-from events import Emitter, Read, Vote
+from readrate.events import Emitter, Read, Vote
 from helpers import RunningWorker, assert_same_state, snapshot, tally_events, wait_until
 
 from .conftest import fault_settings, prepared_engine
 
-pytestmark = pytest.mark.faults
 
 HOUR_MS = 3_600_000
 

@@ -16,13 +16,12 @@ from rq import Queue
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer, PickleSerializer
 
-from events import Emitter
-from events.settings import Settings
+from readrate.events import Emitter
+from readrate.events.settings import Settings
 from helpers import RunningWorker, counters, wait_until
 
 from .conftest import REDIS_URL, prepared_engine
 
-pytestmark = pytest.mark.faults
 
 
 class Trap:

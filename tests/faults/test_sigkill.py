@@ -11,13 +11,14 @@ generator emitted: counters, hourly and daily buckets, and the votes table.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import random
 import time
 
-import pytest
 
-from events import Emitter
-from events.synthetic import traffic
+from readrate.events import Emitter
+from readrate.events.synthetic import traffic
 from helpers import (
     assert_same_state,
     backlog,
@@ -34,7 +35,6 @@ from helpers import (
     wait_until,
 )
 
-pytestmark = pytest.mark.faults
 
 EVENTS = 200_000
 KILLS_MID_DRAIN = 20
@@ -61,7 +61,7 @@ def settled(engine) -> tuple[dict[int, str], dict]:
 
 def test_counters_buckets_and_votes_are_exact_after_more_than_twenty_sigkills_mid_drain(
         settings, engine, redis, tmp_path):
-    settings = settings.but(batch_size=BATCH_SIZE, lease_ms=LEASE_MS)
+    settings = replace(settings, batch_size=BATCH_SIZE, lease_ms=LEASE_MS)
     start_ms = now_ms()
 
     def generate():

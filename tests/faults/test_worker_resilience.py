@@ -1,7 +1,8 @@
 """Faults: how a `readrate worker` stops, restarts and rides out Redis going away.
 
-SIGTERM finishes the batch in hand and exits 0, leaving whole batches only; it
-also stops a worker cleanly while Redis is down. A worker started with `--name`
+SIGTERM finishes the batch in hand and exits 0, leaving whole batches only (a
+running worker and a --burst one); it also stops a worker cleanly while Redis is
+down, or in the first moments after it registered with RQ. A worker started with `--name`
 (as docker-compose runs them) comes back under the same name at once after a
 SIGKILL or a Redis crash, instead of being refused by RQ for minutes because its
 previous registration has not expired yet.
@@ -11,12 +12,13 @@ from __future__ import annotations
 
 import signal
 import time
+from dataclasses import replace
 
 import pytest
 from redis import Redis
 
-from events import Emitter
-from events.synthetic import traffic
+from readrate.events import Emitter
+from readrate.events.synthetic import traffic
 from helpers import (
     RunningWorker,
     assert_same_state,
@@ -29,13 +31,13 @@ from helpers import (
     stream_entries,
     tally,
     tally_events,
+    wait_for_listening_worker,
     wait_for_state,
     wait_until,
 )
 
 from .conftest import fault_settings, prepared_engine
 
-pytestmark = pytest.mark.faults
 
 EVENTS = 60_000
 
@@ -54,12 +56,23 @@ def emit_backlog(redis: Redis, settings, seed: int, events: int = EVENTS):
     return generated
 
 
+def test_sigterm_right_after_a_worker_registers_stops_it_with_exit_code_0(settings, engine, redis, tmp_path):
+    with RunningWorker(settings, tmp_path / "worker.log") as worker:
+        # Polled tightly, so the signal lands in the first moments after the worker shows up in RQ.
+        wait_for_listening_worker(redis, settings, interval=0.001)
+
+        code = stop(worker.process, signal.SIGTERM, timeout=60)
+
+        assert code == 0, worker.log()
+
+
+@pytest.mark.parametrize("mode", [(), ("--burst",)], ids=["running", "burst"])
 def test_sigterm_mid_drain_finishes_the_batch_in_hand_exits_0_and_another_worker_finishes_the_rest(
-        settings, engine, redis, tmp_path):
-    settings = settings.but(batch_size=300, lease_ms=1_000)
+        mode, settings, engine, redis, tmp_path):
+    settings = replace(settings, batch_size=300, lease_ms=1_000)
     events = emit_backlog(redis, settings, seed=31)
     emitted = stream_entries(redis, settings)
-    with RunningWorker(settings, tmp_path / "first.log") as first:
+    with RunningWorker(settings, tmp_path / "first.log", *mode) as first:
         wait_until(lambda: backlog(redis, settings) < EVENTS - 3_000, timeout=60, interval=0.01,
                    message="the worker to commit some batches")
         code = stop(first.process, signal.SIGTERM, timeout=30)
@@ -106,7 +119,7 @@ def test_sigterm_while_redis_is_down_stops_the_worker_with_exit_code_0(aof_redis
 
 
 def test_a_named_worker_killed_with_sigkill_starts_again_at_once_under_the_same_name(settings, engine, redis, tmp_path):
-    settings = settings.but(lease_ms=1_000)
+    settings = replace(settings, lease_ms=1_000)
     events = emit_backlog(redis, settings, seed=33, events=5_000)
     first = RunningWorker(settings, tmp_path / "first.log", "--name", f"{settings.prefix}-w1")
     with first:

@@ -3,7 +3,7 @@
 from alembic import context
 from sqlalchemy import create_engine
 
-from workers.schema import metadata
+from readrate.workers.schema import metadata
 
 connection = context.config.attributes.get("connection")
 

@@ -1,0 +1,28 @@
+"""`readrate db upgrade`: the database migrations this version ships."""
+
+from __future__ import annotations
+
+import click
+
+from readrate.workers.db import current_revision, head_revision, reachable, upgrade
+
+from .app import App, note, pass_app
+
+
+@click.group(short_help="Database migrations.")
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade", short_help="Apply the migrations this version ships.")
+@pass_app
+def db_upgrade(app: App) -> None:
+    """Apply the database migrations this version of readrate ships (Alembic); creates a SQLite file."""
+    engine = app.engine(create=True)
+    with reachable(app.settings.database_url):
+        before = current_revision(engine)
+        after = upgrade(engine)
+    if before == after:
+        note(f"database already at revision {after} (head {head_revision()})")
+    else:
+        note(f"database upgraded from {before or 'empty'} to {after}")

@@ -1,1 +1,0 @@
-"""The `readrate` subcommands, one module per area; each exposes `register(group)`."""

@@ -1,0 +1,87 @@
+"""What `readrate status` reads: per shard the backlog, lag and committed offset; dead letters by
+rule; RQ workers and failed drain jobs; the Redis settings that decide whether events survive.
+
+`gather()` is the only I/O: Redis (streams, CONFIG, RQ's registries, through the
+worker runtime's adapter) and the database (offsets, dead letters), read into the
+plain values of `health.Status`; the verdict and the JSON document are `health`'s, pure.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import redis as redis_lib
+from redis import Redis
+from sqlalchemy import Connection, Engine, func, inspect, select
+
+from readrate.events.jobs import drain_queue
+from readrate.events.settings import Settings
+from readrate.workers.backlog import shard_statuses
+from readrate.workers.db import SCHEMA_HINT, SchemaMissing, check_database, reachable
+from readrate.workers.rqadapter import failed_jobs, registered_workers
+from readrate.workers.schema import rejected_events, stream_offsets
+
+from .health import Status, WorkerInfo, redis_warnings
+from .reasons import group_reasons
+
+RECENT_FAILURE_WINDOW = timedelta(hours=1)
+# The Redis settings `health.redis_warnings` judges.
+REDIS_SETTINGS = ("appendonly", "appendfsync", "save", "maxmemory-policy")
+
+
+def gather(settings: Settings, redis: Redis, engine: Engine) -> Status:
+    """Read everything `status` shows. Raises DatabaseUnavailable, SchemaMissing or a Redis error."""
+    check_database(engine)
+    with reachable(settings.database_url), engine.connect() as conn:
+        if not inspect(conn).has_table(stream_offsets.name):
+            raise SchemaMissing(f"the database has no readrate tables yet; {SCHEMA_HINT}")
+        offsets = read_offsets(conn)
+        reasons = dead_letter_counts(conn)
+    seconds, micros = redis.time()
+    keys = settings.keys
+    queue = drain_queue(redis, keys)
+    failed, recent = failed_jobs(queue, since=datetime.fromtimestamp(seconds, timezone.utc) - RECENT_FAILURE_WINDOW)
+    config = redis_config(redis)
+    return Status(
+        queue=keys.queue,
+        shards=shard_statuses(redis, keys, offsets, now_ms=seconds * 1000 + micros // 1000),
+        dead_letters=sum(n for _r, n in reasons),
+        dead_letter_reasons=group_reasons(reasons),
+        workers=[_worker_info(w) for w in registered_workers(queue)],
+        failed_jobs=failed,
+        failed_jobs_last_hour=recent,
+        queued_jobs=queue.count,
+        redis_config=config,
+        warnings=redis_warnings(config),
+    )
+
+
+def read_offsets(conn: Connection) -> dict[int, tuple[str, datetime | None]]:
+    rows = conn.execute(select(stream_offsets.c.shard, stream_offsets.c.last_id, stream_offsets.c.updated_at))
+    return {r.shard: (r.last_id, r.updated_at) for r in rows}
+
+
+def dead_letter_counts(conn: Connection) -> list[tuple[str, int]]:
+    rows = conn.execute(select(rejected_events.c.reason, func.count()).group_by(rejected_events.c.reason))
+    return [(reason, int(count)) for reason, count in rows]
+
+
+def _worker_info(worker) -> WorkerInfo:
+    state = worker.get_state()
+    return WorkerInfo(name=worker.name, state=str(getattr(state, "value", state)),
+                      current_job_id=worker.get_current_job_id(), last_heartbeat=worker.last_heartbeat)
+
+
+def redis_config(redis: Redis) -> dict[str, str] | None:
+    """The Redis settings that decide whether events survive; None if CONFIG is not allowed."""
+    config: dict[str, str] = {}
+    try:
+        for name in REDIS_SETTINGS:
+            config.update({_decoded(k): _decoded(v) for k, v in redis.config_get(name).items()})
+    except redis_lib.ResponseError:
+        return None
+    return config
+
+
+def _decoded(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

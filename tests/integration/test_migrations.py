@@ -1,0 +1,125 @@
+"""Alembic migrations on fresh SQLite and PostgreSQL databases build exactly workers/schema.py."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import datetime
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from helpers import READRATE, env_for
+from sqlalchemy import insert, inspect, select
+
+from readrate.events.errors import DatabaseUnavailable
+from readrate.reports.localredis import free_port
+from readrate.workers.db import current_revision, head_revision, make_engine, upgrade
+from readrate.workers.schema import article_stats, metadata
+
+TABLES = {
+    "article_stats", "reads_hourly", "reads_daily", "votes_daily", "votes", "articles", "stream_offsets",
+    "rejected_events",
+}
+
+
+@pytest.fixture
+def fresh(database_url):
+    engine = make_engine(database_url, create=True)
+    yield engine
+    engine.dispose()
+
+
+def differences(engine) -> list:
+    with engine.connect() as conn:
+        opts = {"compare_type": True, "compare_server_default": True}
+        context = MigrationContext.configure(conn, opts=opts)
+        return compare_metadata(context, metadata)
+
+
+def test_a_fresh_database_has_no_revision(fresh):
+    assert current_revision(fresh) is None
+
+
+def test_upgrade_creates_every_table_of_the_design_and_stamps_the_head_revision(fresh):
+    revision = upgrade(fresh)
+
+    assert revision == head_revision()
+    assert current_revision(fresh) == head_revision()
+    assert TABLES <= set(inspect(fresh).get_table_names())
+
+
+def test_the_migrated_database_matches_the_schema_module_exactly(fresh):
+    upgrade(fresh)
+
+    assert differences(fresh) == []
+
+
+def test_the_migrated_tables_have_the_primary_keys_the_design_names(fresh):
+    upgrade(fresh)
+    inspector = inspect(fresh)
+
+    def pk(table: str) -> list[str]:
+        return inspector.get_pk_constraint(table)["constrained_columns"]
+
+    assert pk("article_stats") == ["article_id"]
+    assert pk("reads_hourly") == ["article_id", "hour"]
+    assert pk("reads_daily") == ["article_id", "day"]
+    assert pk("votes_daily") == ["article_id", "day"]
+    assert pk("votes") == ["article_id", "voter_id"]
+    assert pk("stream_offsets") == ["shard"]
+
+
+def test_upgrading_twice_changes_nothing_and_keeps_the_data(fresh):
+    upgrade(fresh)
+    with fresh.begin() as conn:
+        conn.execute(insert(article_stats), [{"article_id": "a", "reads": 3, "votes": 1, "rating_sum": 4.0,
+                                              "first_event_at": datetime(2025, 1, 1)}])
+
+    assert upgrade(fresh) == head_revision()
+
+    assert differences(fresh) == []
+    with fresh.connect() as conn:
+        assert conn.execute(select(article_stats.c.article_id, article_stats.c.reads)).all() == [("a", 3)]
+
+
+def test_several_processes_upgrading_a_fresh_database_at_once_all_succeed(settings, fresh):
+    # Real processes: workers starting together each run `upgrade` on start.
+    processes = [
+        subprocess.Popen([*READRATE, "db", "upgrade"], env=env_for(settings), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    outcomes = [(p.wait(timeout=180), p.stderr.read()) for p in processes]
+    for process in processes:
+        process.stdout.close()
+        process.stderr.close()
+
+    assert [code for code, _ in outcomes] == [0, 0, 0], outcomes
+    assert current_revision(fresh) == head_revision()
+    assert differences(fresh) == []
+
+
+def test_upgrading_an_unreachable_database_raises_database_unavailable_naming_it():
+    engine = make_engine(f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere")
+
+    with pytest.raises(DatabaseUnavailable) as caught:
+        upgrade(engine)
+
+    assert "127.0.0.1" in str(caught.value)
+    engine.dispose()
+
+
+def test_the_sqlite_database_runs_in_wal_mode_after_upgrade(sqlite_url):
+    engine = make_engine(sqlite_url, create=True)
+    upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    engine.dispose()
+
+
+def test_a_sqlite_database_in_a_directory_that_does_not_exist_yet_is_created(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'new' / 'dir' / 'readrate.db'}", create=True)
+
+    assert upgrade(engine) == head_revision()
+    assert (tmp_path / "new" / "dir" / "readrate.db").exists()
+    engine.dispose()

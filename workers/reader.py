@@ -1,0 +1,78 @@
+"""The batch reader: XRANGE the next batch of a shard and fold it, one batch ahead of the writer.
+
+While the drain applies one batch (the database works with the GIL released), the
+reader fetches and folds the next in a thread of its own, on a Redis connection of
+its own whose XRANGE replies stay raw (flat field lists, which `aggregate()` reads
+without building a dict per entry). At most one read is in flight; a read nobody
+wants any more (the offset moved under the drain) is waited out and dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from redis import Redis
+
+from readrate.events.clock import now_ms
+from readrate.events.connections import WORKER, redis_client
+from readrate.events.scale import RatingScale
+from readrate.events.streamids import after
+from readrate.events.wire import Decoder
+
+from .aggregate import Batch, aggregate
+
+
+def _raw_reply(response, **_options):
+    return response
+
+
+class BatchReader:
+    """Reads one shard's next batch ahead, in its own thread, on its own Redis connection."""
+
+    def __init__(self, redis: Redis, *, batch_size: int, scale: RatingScale,
+                 clock_ms: Callable[[], int] = now_ms) -> None:
+        self._redis = redis
+        # This client is the reader's alone, so changing its reply handling touches no one else.
+        self._redis.set_response_callback("XRANGE", _raw_reply)
+        self.batch_size = batch_size
+        self._decoder = Decoder(scale)  # learns valid ids and ratings; used by the reader thread only
+        self._clock_ms = clock_ms
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="readrate-reader")
+        self._ahead: Future | None = None
+
+    @classmethod
+    def connect(cls, redis_url: str, *, batch_size: int, scale: RatingScale) -> BatchReader:
+        return cls(redis_client(redis_url, WORKER), batch_size=batch_size, scale=scale)
+
+    def read(self, stream: str, offset: str) -> Batch | None:
+        """The batch after `offset`, folded, read in the caller's thread; None if there is none."""
+        entries = self._redis.xrange(stream, min=after(offset), count=self.batch_size)
+        return aggregate(entries, decoder=self._decoder, now_ms=self._clock_ms()) if entries else None
+
+    def start(self, stream: str, offset: str) -> None:
+        """Begin reading the batch after `offset`; a read still in flight is waited out and dropped first."""
+        self.drop()
+        self._ahead = self._thread.submit(self.read, stream, offset)
+
+    def take(self) -> Batch | None:
+        """The batch `start` asked for (waiting for it); its Redis error, if it failed."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            raise RuntimeError("take() without start()")
+        return ahead.result()
+
+    def drop(self) -> None:
+        """Wait for a read nobody will use, so two never run at once; its errors do not matter."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return
+        try:
+            ahead.result()
+        except Exception:  # noqa: BLE001 - the read was speculative
+            pass
+
+    def close(self) -> None:
+        self.drop()
+        self._thread.shutdown(wait=True)
+        self._redis.close()
