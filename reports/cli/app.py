@@ -130,9 +130,16 @@ def write_output(text: str, output: Path | None, force: bool) -> None:
     if output is None:
         click.echo(text, nl=False)
         return
-    with open(output, "w" if force or _is_device(output) else "x", encoding="utf-8") as f:
-        f.write(text)
+    try:
+        with open(output, "w" if force or _is_device(output) else "x", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as exc:
+        raise OutputError(f"cannot write {str(output)!r}: {exc.strerror or exc}") from None
     note(f"wrote {output}")
+
+
+class OutputError(ReadrateError):
+    """Raised when --output cannot be written (a full disk, no permission, a read-only folder)."""
 
 
 # -- the error boundary ---------------------------------------------------------------------------
@@ -171,6 +178,6 @@ def failure(exc: BaseException) -> tuple[ExitCode, str | None]:
         return ExitCode.FAILURE, None  # the reader went away (`| head`): nothing to say to it
     if isinstance(exc, OSError):
         where = f": {exc.filename}" if exc.filename else ""
-        return ExitCode.FAILURE, f"cannot read or write a file: {exc.strerror or _one_line(exc)}{where}"
+        return ExitCode.FAILURE, f"input or output failed: {exc.strerror or _one_line(exc)}{where}"
     return ExitCode.FAILURE, (f"unexpected {type(exc).__name__}: {_one_line(exc)}; this is a bug, please "
                               "report it (run with -vv to log the details)")

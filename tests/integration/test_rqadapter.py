@@ -108,7 +108,9 @@ def test_a_worker_is_not_stopping_until_asked(settings, redis, drainer):
 
 
 def test_a_signal_during_bootstrap_asks_for_a_stop_instead_of_killing_the_process(settings, redis, drainer):
-    worker = worker_for(settings, redis, drainer)
+    # A client of its own: bootstrap starts RQ's pubsub thread on it, which may outlive the test by
+    # up to a minute, and must not find the shared client closed under it.
+    worker = worker_for(settings, redis.__class__.from_url(settings.redis_url), drainer)
     seen = {}
 
     def register_birth():  # the moment RQ shows the worker as started, before its own handlers exist
@@ -117,7 +119,10 @@ def test_a_signal_during_bootstrap_asks_for_a_stop_instead_of_killing_the_proces
         seen["stop_requested"] = worker._stop_requested
 
     worker.register_birth = register_birth
-    worker.bootstrap(logging_level="WARNING")
+    try:
+        worker.bootstrap(logging_level="WARNING")
+    finally:
+        worker.unsubscribe()
 
     assert seen == {"stopping": True, "stop_requested": True}
 
