@@ -9,10 +9,12 @@ import sys
 import time
 from collections.abc import Callable
 
+from redis import Redis
 from sqlalchemy import Engine, select
 
 from readrate.events.emitter import Emitter
 from readrate.events.settings import Settings
+from readrate.workers.drain import Drainer
 from readrate.workers.schema import article_stats
 
 READRATE = [sys.executable, "-m", "readrate.reports"]
@@ -299,9 +301,6 @@ class Pipeline:
         """Emit what was queued and drain every shard; every event must be applied, none rejected."""
         assert self.emitter.emit_many(self.events) == len(self.events)
         drained = 0
-        from readrate.workers.drain import Drainer
-        from redis import Redis
-
         with Drainer(self.settings, engine=self.engine, redis=Redis.from_url(self.settings.redis_url)) as drainer:
             for shard in range(self.settings.shards):
                 result = drainer.drain(shard)

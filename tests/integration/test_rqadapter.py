@@ -175,7 +175,7 @@ def test_a_pickled_job_is_refused_when_its_data_is_read_never_unpickled_by_the_d
     assert job.id in FailedJobRegistry(queue=drain_queue(redis, settings.keys)).get_job_ids()
 
 
-def test_due_retries_are_moved_back_onto_the_queue_and_counted_as_failed_jobs_when_they_fail(settings, redis):
+def test_due_retries_are_moved_back_onto_the_queue_and_not_counted_as_failed(settings, redis):
     queue = drain_queue(redis, settings.keys)
     job = queue.enqueue_at(datetime.now(timezone.utc) - timedelta(seconds=5), DRAIN_JOB, 0,
                            job_id=f"{settings.prefix}-due", retry=Retry(max=1))
