@@ -1,4 +1,4 @@
-"""readrate's producer side: event types, wire format v1, the page hook `Emitter`, bulk import.
+"""readrate's producer side: event types, wire format v2, the page hook `Emitter`, bulk import.
 
 A page hook needs only this package and Redis:
 

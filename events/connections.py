@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from redis import Redis
+from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
+from redis.retry import Retry
 
 from .errors import ConfigError
 from .urls import redact
@@ -66,3 +69,24 @@ def redis_client(url: str, timeouts: Timeouts, *, socket_timeout_s: float | None
         return Redis.from_url(check_redis_url(url), **options)
     except ValueError as exc:  # redis-py's own check of the URL: a database index that is not a number, …
         raise ConfigError(f"Redis URL {redact(url)!r} cannot be used: {exc}") from None
+
+
+def stream_client(url: str, timeouts: Timeouts, *, cluster: bool = False) -> Redis:
+    """A client for the Redis that holds the event streams: a Redis Cluster with READRATE_REDIS_CLUSTER=1.
+
+    A cluster client follows MOVED and ASK redirects (the command did not run, so
+    following them never counts an event twice) but, for profiles that never
+    retry, does not resend a command whose connection dropped.
+    """
+    if not cluster:
+        return redis_client(url, timeouts)
+    options = {
+        "socket_connect_timeout": timeouts.connect_s,
+        "socket_timeout": timeouts.socket_s,
+        "retry": Retry(NoBackoff(), 3 if timeouts.retry else 0),
+    }
+    try:
+        return RedisCluster.from_url(check_redis_url(url), **options)
+    except ValueError as exc:
+        raise ConfigError(f"Redis URL {redact(url)!r} cannot be used: {exc}") from None
+

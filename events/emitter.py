@@ -1,10 +1,15 @@
 """The page hook API: `Emitter.read()`, `Emitter.vote()`, `Emitter.emit_many()`.
 
 One event costs one Redis round trip: the XADD and the doorbell SET NX travel in
-one pipeline. Only when the doorbell was newly set does the emitter enqueue a
-drain job (a second round trip, once per shard per drain). By default a Redis
-failure or a bad argument is logged and counted, never raised into page code;
-`strict=True` raises instead.
+one write. Only when the doorbell was newly set does the emitter enqueue a
+drain job (a second round trip, once per shard per drain). Every reply is read:
+an event is reported stored exactly when its XADD succeeded, whatever happened to
+the doorbell after it. By default a Redis failure or a bad argument is logged
+and counted, never raised into page code; `strict=True` raises instead.
+
+Shards and rating scale come from the installation record (`{PREFIX}:installation`),
+read at start-up and again every few seconds, so `readrate config set` reaches
+running pages without a restart.
 """
 
 from __future__ import annotations
@@ -15,20 +20,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import redis as redis_lib
-
-try:
-    from hiredis import pack_command
-except ImportError:  # pragma: no cover - hiredis is a dependency; redis-py packs without it
-    pack_command = None
 from redis import Redis
 
 from .clock import now_ms
-from .connections import PAGE, redis_client
-from .errors import EmitError, InvalidEvent, ReadrateError
+from .connections import PAGE, redis_client, stream_client
+from .errors import ConfigError, EmitError, InvalidEvent, ReadrateError
+from .installation import InstallationMismatch, InstallationMissing, RecordWatch
 from .jobs import drain_queue, enqueue_drain
 from .model import Event, Read, Vote, check_time, to_ms
 from .scale import RatingScale, WHOLE_STARS
 from .settings import Settings
+from .transport import send
 from .wire import DOORBELL_TTL_MS, Keys, encode_flat
 
 log = logging.getLogger("readrate.emitter")
@@ -45,6 +47,14 @@ class EmitterStats:
     rejected: int = 0
 
 
+class PartlyStored(EmitError):
+    """Raised by a strict `Emitter` when Redis took some of the events sent and refused the others."""
+
+    def __init__(self, message: str, stored: int) -> None:
+        super().__init__(message)
+        self.stored = stored
+
+
 class Emitter:
     """Sends read and vote events to Redis for the workers to count."""
 
@@ -57,21 +67,62 @@ class Emitter:
         strict: bool = False,
         enqueue: bool = True,
         clock_ms: Callable[[], int] = now_ms,
+        queue_redis: Redis | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self._redis = redis
         self.keys = keys
         self.scale = scale
         self.strict = strict
-        self._queue = drain_queue(redis, keys) if enqueue else None
+        self._queue = drain_queue(queue_redis or redis, keys) if enqueue else None
         self._clock_ms = clock_ms
         self.stats = EmitterStats()
         self._last_warning_s = 0.0
+        # With settings, the layout follows the installation record; without, `keys` and `scale` are fixed.
+        self._settings = settings
+        self._watch = RecordWatch(redis, keys) if settings is not None else None
+        self._unusable: ReadrateError | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, strict: bool = False, redis: Redis | None = None) -> Emitter:
-        """An emitter for a page: short timeouts so a dead Redis costs the page at most a fraction of a second."""
-        client = redis or redis_client(settings.redis_url, PAGE)
-        return cls(client, keys=settings.keys, scale=settings.rating_scale, strict=strict)
+    def from_settings(cls, settings: Settings, *, strict: bool = False, redis: Redis | None = None,
+                      queue_redis: Redis | None = None) -> Emitter:
+        """An emitter for a page: short timeouts so a dead Redis costs the page at most a fraction of a second.
+
+        Reads the installation record now; raises InstallationMismatch if an explicit
+        setting (READRATE_SHARDS, READRATE_RATING_SCALE) differs from it. If Redis does
+        not answer yet, the record is read on the first event instead.
+        """
+        client = redis or stream_client(settings.redis_url, PAGE, cluster=settings.cluster)
+        if queue_redis is None and settings.queue_url is not None:
+            queue_redis = redis_client(settings.queue_redis_url, PAGE)
+        emitter = cls(client, keys=settings.keys, scale=settings.rating_scale, strict=strict,
+                      queue_redis=queue_redis, settings=settings)
+        try:
+            emitter._follow(force=True)
+        except redis_lib.RedisError:
+            pass  # Redis is down at start-up: the first event tries again, and fails as any event would
+        if isinstance(emitter._unusable, InstallationMismatch):
+            raise emitter._unusable
+        return emitter
+
+    def _follow(self, *, force: bool = False) -> None:
+        """Take up the installation record's shards and scale (re-read at most every few seconds)."""
+        watch = self._watch
+        if watch is None:
+            return
+        record = watch.refresh() if force else watch.current()
+        if record is None:
+            self._unusable = InstallationMissing(
+                f"no readrate installation at {self.keys.installation} in Redis: start a worker or run "
+                "`readrate db upgrade` once, which create it")
+            return
+        try:
+            adopted = self._settings.adopt(record)
+        except InstallationMismatch as exc:
+            self._unusable = exc
+            return
+        self._unusable = None
+        self.keys, self.scale = adopted.keys, adopted.rating_scale
 
     # -- the page hook calls -------------------------------------------------
 
@@ -92,7 +143,8 @@ class Emitter:
         return self._send([event])
 
     def emit_many(self, events: Iterable[Event]) -> int:
-        """Send many events in pipelined chunks; returns how many Redis took."""
+        """Send many events in pipelined chunks; returns how many Redis took (strict: raises at the first
+        chunk Redis did not take whole; `PartlyStored.stored` says how many of that chunk it did take)."""
         sent = 0
         chunk: list[Event] = []
         for event in events:
@@ -102,10 +154,10 @@ class Emitter:
                 self._refuse(exc)
                 continue
             if len(chunk) >= EVENTS_PER_ROUND_TRIP:
-                sent += len(chunk) if self._send(chunk) else 0
+                sent += self._send_counted(chunk)
                 chunk = []
         if chunk:
-            sent += len(chunk) if self._send(chunk) else 0
+            sent += self._send_counted(chunk)
         return sent
 
     # -- building events -----------------------------------------------------
@@ -117,6 +169,7 @@ class Emitter:
 
     def make_vote(self, article_id: str, rating: object, voter: str, at: object = None) -> Vote:
         """A checked vote event (raises InvalidEvent)."""
+        self._layout()
         now = self._clock_ms()
         return Vote(article_id, check_time(to_ms(at, now), now), voter, self.scale.check(rating))
 
@@ -130,7 +183,23 @@ class Emitter:
 
     # -- talking to Redis ----------------------------------------------------
 
+    def _layout(self) -> None:
+        """Follow the record; a Redis error here only means the last known layout is kept."""
+        try:
+            self._follow()
+        except (redis_lib.RedisError, OSError, ReadrateError) as exc:
+            if self._watch is not None and self._watch.record is None:
+                self._unusable = exc
+
     def _send(self, events: list[Event]) -> bool:
+        """Send `events`; True if Redis stored every one of them. Counts what it stored in the stats."""
+        return self._send_counted(events) == len(events)
+
+    def _send_counted(self, events: list[Event]) -> int:
+        """Send `events` in one round trip; how many Redis stored (strict: raises unless all were)."""
+        self._layout()
+        if self._unusable is not None:
+            return self._failed(events, 0, self._unusable)
         keys = self.keys
         commands = []
         shards = set()
@@ -141,40 +210,36 @@ class Emitter:
         rung = sorted(shards)
         commands.extend(("SET", keys.doorbell(shard), "1", "NX", "PX", DOORBELL_TTL_MS) for shard in rung)
         try:
-            replies = self._round_trip(commands)
+            replies = send(self._redis, commands)
         except Exception as exc:  # a page must never break because analytics did
-            self.stats.failed += len(events)
-            if self.strict:
-                if isinstance(exc, (redis_lib.RedisError, OSError)):
-                    raise EmitError(f"Redis did not take {len(events)} event(s): {exc}") from exc
-                raise
-            self._warn("Redis did not take %d event(s), dropped by this page: %s", len(events), exc)
-            return False
-        self.stats.emitted += len(events)
+            # The connection failed before every reply was read: nothing can be said of these events.
+            return self._failed(events, 0, exc)
+        refused = [reply for reply in replies[:len(events)] if isinstance(reply, Exception)]
+        stored = len(events) - len(refused)
         if self._queue is not None:
-            self._enqueue([shard for shard, reply in zip(rung, replies[len(events):]) if reply])
-        return True
+            # A doorbell that could not be rung (Redis full) is rung by the sweep.
+            self._enqueue([shard for shard, reply in zip(rung, replies[len(events):])
+                           if reply and not isinstance(reply, Exception)])
+        if refused:
+            return self._failed(events, stored, refused[0])
+        self.stats.emitted += stored
+        return stored
 
-    def _round_trip(self, commands: list[tuple]) -> list:
-        """Send `commands` in one write and read every reply.
-
-        What redis-py's Pipeline does, without its per-command bookkeeping, which cost
-        a large share of a loopback round trip per event (bench/RESULTS.md, design measurements). Never retried: a command that may
-        have reached Redis is not sent twice (that would count an event twice).
-        """
-        pool = self._redis.connection_pool
-        connection = pool.get_connection()
-        try:
-            # hiredis packs in C, several times faster than redis-py's packer around it.
-            packed = b"".join([pack_command(c) for c in commands]) if pack_command else connection.pack_commands(commands)
-            connection.send_packed_command([packed])
-            return [connection.read_response() for _ in commands]
-        except BaseException:
-            # Replies may be left unread on the socket: it must not go back into the pool as is.
-            connection.disconnect()
-            raise
-        finally:
-            pool.release(connection)
+    def _failed(self, events: list[Event], stored: int, exc: BaseException) -> int:
+        self.stats.emitted += stored
+        self.stats.failed += len(events) - stored
+        said = (f"Redis took only {stored} of {len(events)} event(s): {exc}" if stored else
+                f"Redis did not take {len(events)} event(s): {exc}")
+        if self.strict:
+            if isinstance(exc, ConfigError):
+                raise exc
+            if isinstance(exc, (redis_lib.RedisError, OSError, ReadrateError)):
+                if stored:
+                    raise PartlyStored(said, stored) from exc
+                raise EmitError(said) from exc
+            raise exc
+        self._warn("%s; dropped by this page", said)
+        return stored
 
     def _enqueue(self, shards: list[int]) -> None:
         if not shards:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .connections import check_redis_url
 from .errors import ConfigError
+from .installation import Installation, InstallationMismatch
 from .scale import RatingScale, WHOLE_STARS
 from .wire import Keys
 
@@ -25,9 +26,19 @@ class Settings:
 
     redis_url: str = DEFAULT_REDIS_URL
     database_url: str = DEFAULT_DATABASE_URL
+    # Until `adopt()`, shards and scale are seeds: what a new installation starts with.
     shards: int = 4
     prefix: str = "readrate"
     rating_scale: RatingScale = field(default=WHOLE_STARS)
+    # The queue Redis (RQ's keys); None: the same Redis as the streams.
+    queue_url: str | None = None
+    # True: REDIS_URL is a node of a Redis Cluster, which holds the streams (the queue cannot live there).
+    cluster: bool = False
+    # Which of shards/rating_scale the environment or an option set: those must match the record.
+    explicit: frozenset[str] = frozenset()
+    # Set by adopt(): the installation these settings belong to, and the shards workers drain.
+    installation_id: str | None = None
+    max_shards: int = 0
     # Larger than DESIGN.md's 5,000: fewer rows per event and fewer commits (bench/RESULTS.md),
     # and one batch's XRANGE still costs Redis only a few milliseconds.
     batch_size: int = 20_000
@@ -44,22 +55,70 @@ class Settings:
             "shards": _env_int(env, "READRATE_SHARDS", 4, low=1, high=1024),
             "prefix": _env_text(env, "READRATE_PREFIX", "readrate"),
             "rating_scale": RatingScale.parse(_env_text(env, "READRATE_RATING_SCALE", "1-5")),
+            "queue_url": env.get("READRATE_QUEUE_URL") or None,
+            "cluster": _env_flag(env, "READRATE_REDIS_CLUSTER"),
             "batch_size": _env_int(env, "READRATE_BATCH_SIZE", 20_000, low=1, high=1_000_000),
             "lease_ms": _env_int(env, "READRATE_LEASE_MS", 10_000, low=100, high=3_600_000),
         }
+        given = {k for k, v in overrides.items() if v is not None}
+        explicit = {name for name, var in _SEEDS.items() if env.get(var) or name in given}
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values["rating_scale"], str):
             values["rating_scale"] = RatingScale.parse(values["rating_scale"])
+        values["explicit"] = frozenset(explicit) | frozenset(values.get("explicit") or ())
         settings = cls(**values)  # type: ignore[arg-type]
         if not settings.prefix or any(c in settings.prefix for c in " {}\n"):
             raise ConfigError(f"prefix {settings.prefix!r} must be non-empty, without spaces or braces")
         # redis-py would raise a bare ValueError later, far from the setting that caused it.
         check_redis_url(settings.redis_url)
+        if settings.queue_url is not None:
+            check_redis_url(settings.queue_url)
+        if settings.cluster and settings.queue_url is None:
+            raise ConfigError("READRATE_REDIS_CLUSTER=1 needs READRATE_QUEUE_URL: RQ's queue cannot live on a "
+                              "Redis Cluster, so give it a standalone Redis (e.g. redis://queue-host:6379/0)")
         return settings
 
     @property
     def keys(self) -> Keys:
-        return Keys(self.prefix, self.shards)
+        return Keys(self.prefix, self.shards, self.max_shards)
+
+    @property
+    def queue_redis_url(self) -> str:
+        """Where RQ's queue lives: READRATE_QUEUE_URL, or REDIS_URL."""
+        return self.queue_url or self.redis_url
+
+    def seed(self, installation_id: str) -> Installation:
+        """A new installation's record, seeded from these settings."""
+        return Installation(installation_id, self.shards, self.shards, self.rating_scale)
+
+    def adopt(self, record: Installation) -> Settings:
+        """These settings with the record's shards and scale; InstallationMismatch if an explicit one differs."""
+        differ = []
+        if "shards" in self.explicit and self.shards != record.shards:
+            differ.append(f"READRATE_SHARDS (or --shards) is {self.shards} but the installation has "
+                          f"{record.shards} shards")
+        if "rating_scale" in self.explicit and self.rating_scale != record.rating_scale:
+            differ.append(f"READRATE_RATING_SCALE (or --rating-scale) is {self.rating_scale} but the installation's "
+                          f"rating scale is {record.rating_scale}")
+        if differ:
+            raise InstallationMismatch(
+                f"{'; '.join(differ)} (installation {record.id}, prefix {self.prefix!r}). These settings only "
+                "seed a new installation: unset them to follow the installation, or change the installation "
+                "with `readrate config set shards N` / `readrate config set rating-scale SCALE`")
+        return replace(self, shards=record.shards, max_shards=record.max_shards, rating_scale=record.rating_scale,
+                       installation_id=record.id)
+
+
+_SEEDS = {"shards": "READRATE_SHARDS", "rating_scale": "READRATE_RATING_SCALE"}
+
+
+def _env_flag(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name}={raw!r} is not a yes/no value; accepted: 1, 0, true, false, yes, no")
 
 
 def _env_text(env: Mapping[str, str], name: str, default: str) -> str:

@@ -1,8 +1,11 @@
-"""Wire format v1: how an event sits in a Redis stream (a contract; see DESIGN.md).
+"""Wire format v2: how an event sits in a Redis stream (a contract; see DESIGN.md).
 
 Any producer — this package, a PHP page, `redis-cli` — writes the same thing:
-an XADD to `{prefix}:events:{shard}` with string fields `k`, `a`, `t`, `v`, `r`,
-where `shard = crc32(utf-8 article id) mod shards`. Pure functions only.
+an XADD to `{PREFIX:SHARD}:events` with string fields `k`, `a`, `t`, `v`, `r`,
+where `shard = crc32(utf-8 article id) mod shards` and `shards` is the installation
+record's (`HGET {PREFIX}:installation shards`). Every key of one shard carries the
+same hash tag, `{PREFIX:SHARD}`, so on a Redis Cluster a shard's keys share one slot
+and its scripts and transactions run on one node. Pure functions only.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from .validator import MAX_FUTURE_MS, check_kind, check_no_rating, check_person,
 KIND_READ = "read"
 KIND_VOTE = "vote"
 FIELDS = {"k", "a", "t", "v", "r"}
+WIRE_VERSION = 2
 DOORBELL_TTL_MS = 30_000
 # 128 characters of up to 4 UTF-8 bytes each, and some slack: anything longer is refused unread.
 MAX_FIELD_BYTES = 576
@@ -34,19 +38,43 @@ def shard_for(article_id: str, shards: int) -> int:
 
 @dataclass(frozen=True)
 class Keys:
-    """Names of the Redis keys and the RQ queue one readrate installation uses."""
+    """Names of the Redis keys and the RQ queue one readrate installation uses.
+
+    `shards` is where producers write; `max_shards` (the most ever used, at least
+    `shards`) is what workers drain, so events written before a `config set shards`
+    are still counted.
+    """
 
     prefix: str = "readrate"
     shards: int = 4
+    max_shards: int = 0
+
+    def tag(self, shard: int) -> str:
+        """The hash tag every key of `shard` starts with: `{PREFIX:SHARD}`."""
+        return f"{{{self.prefix}:{shard}}}"
 
     def stream(self, shard: int) -> str:
-        return f"{self.prefix}:events:{shard}"
+        return f"{{{self.prefix}:{shard}}}:events"
 
     def doorbell(self, shard: int) -> str:
-        return f"{self.prefix}:doorbell:{shard}"
+        return f"{{{self.prefix}:{shard}}}:doorbell"
 
     def lease(self, shard: int) -> str:
-        return f"{self.prefix}:lease:{shard}"
+        return f"{{{self.prefix}:{shard}}}:lease"
+
+    def import_progress(self, shard: int, import_id: str) -> str:
+        """The last line of import `import_id` that shard `shard` took (kept beside its stream)."""
+        return f"{{{self.prefix}:{shard}}}:import:{import_id}"
+
+    @property
+    def installation(self) -> str:
+        """The installation record's hash, `{PREFIX}:installation`."""
+        return f"{{{self.prefix}}}:installation"
+
+    @property
+    def drained(self) -> range:
+        """Every shard a worker drains: all below `max_shards`."""
+        return range(max(self.shards, self.max_shards))
 
     @property
     def queue(self) -> str:

@@ -23,6 +23,40 @@ class WorkerInfo:
     last_heartbeat: datetime | None = None
 
 
+# `status` warns from this share of maxmemory, and `status --check` fails from MEMORY_FAIL.
+MEMORY_WARN = 0.80
+MEMORY_FAIL = 0.90
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Redis memory in use against its `maxmemory` limit."""
+
+    used_bytes: int
+    max_bytes: int  # 0: no limit
+
+    @property
+    def share(self) -> float | None:
+        return self.used_bytes / self.max_bytes if self.max_bytes else None
+
+    def describe(self) -> str:
+        if not self.max_bytes:
+            return f"{_mb(self.used_bytes)} used (no maxmemory limit)"
+        return f"{_mb(self.used_bytes)} of {_mb(self.max_bytes)} maxmemory ({self.share:.0%})"
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1_048_576:,.1f} MB"
+
+
+def memory_warnings(memory: Memory | None) -> list[str]:
+    """A warning from MEMORY_WARN of maxmemory: at the limit Redis refuses new events (noeviction)."""
+    if memory is None or memory.share is None or memory.share < MEMORY_WARN:
+        return []
+    return [f"Redis memory is at {memory.describe()}: at the limit it refuses new events; add workers (draining "
+            "frees memory), or raise maxmemory"]
+
+
 @dataclass(frozen=True)
 class Status:
     """Everything `readrate status` shows, as plain values."""
@@ -37,6 +71,9 @@ class Status:
     queued_jobs: int
     redis_config: dict[str, str] | None
     warnings: list[str] = field(default_factory=list)
+    # Redis memory (the streams' Redis; summed over the masters of a cluster); maxmemory 0 means no limit.
+    memory: Memory | None = None
+    installation_id: str | None = None
 
     @property
     def backlog(self) -> int:
@@ -89,6 +126,8 @@ def problems(status: Status, thresholds: Thresholds) -> list[str]:
     if status.failed_jobs_last_hour > thresholds.max_failed_jobs:
         found.append(f"{plural(status.failed_jobs_last_hour, 'drain job')} failed in the last hour; "
                      f"accepted: at most {thresholds.max_failed_jobs}")
+    if status.memory is not None and status.memory.share is not None and status.memory.share >= MEMORY_FAIL:
+        found.append(f"Redis memory at {status.memory.describe()}; accepted: below {MEMORY_FAIL:.0%}")
     if len(status.workers) < thresholds.min_workers:
         found.append(f"{plural(len(status.workers), 'worker')} alive on queue {status.queue!r}; "
                      f"accepted: at least {thresholds.min_workers}")
@@ -122,6 +161,10 @@ def as_document(status: Status, found: list[str] | None = None) -> dict:
         "failed_jobs": status.failed_jobs,
         "failed_jobs_last_hour": status.failed_jobs_last_hour,
         "warnings": list(status.warnings),
+        "installation_id": status.installation_id,
+        "memory": None if status.memory is None else {
+            "used_bytes": status.memory.used_bytes, "max_bytes": status.memory.max_bytes,
+            "share": status.memory.share},
     }
     if found is not None:
         doc["check"] = {"ok": not found, "problems": list(found)}

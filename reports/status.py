@@ -19,9 +19,10 @@ from readrate.events.settings import Settings
 from readrate.workers.backlog import shard_statuses
 from readrate.workers.db import SCHEMA_HINT, SchemaMissing, check_database, reachable
 from readrate.workers.rqadapter import failed_jobs, registered_workers
-from readrate.workers.schema import rejected_events, stream_offsets
+from readrate.workers.installation import load as load_installation
+from readrate.workers.schema import installation, rejected_events, stream_offsets
 
-from .health import Status, WorkerInfo, redis_warnings
+from .health import Memory, Status, WorkerInfo, memory_warnings, redis_warnings
 from .reasons import group_reasons
 
 RECENT_FAILURE_WINDOW = timedelta(hours=1)
@@ -29,19 +30,26 @@ RECENT_FAILURE_WINDOW = timedelta(hours=1)
 REDIS_SETTINGS = ("appendonly", "appendfsync", "save", "maxmemory-policy")
 
 
-def gather(settings: Settings, redis: Redis, engine: Engine) -> Status:
-    """Read everything `status` shows. Raises DatabaseUnavailable, SchemaMissing or a Redis error."""
+def gather(settings: Settings, redis: Redis, engine: Engine, queue_redis: Redis | None = None) -> Status:
+    """Read everything `status` shows. Raises DatabaseUnavailable, SchemaMissing or a Redis error.
+
+    `redis` holds the streams (a Redis or a Redis Cluster), `queue_redis` RQ's queue (default: `redis`).
+    """
     check_database(engine)
     with reachable(settings.database_url), engine.connect() as conn:
-        if not inspect(conn).has_table(stream_offsets.name):
-            raise SchemaMissing(f"the database has no readrate tables yet; {SCHEMA_HINT}")
+        if not inspect(conn).has_table(installation.name):
+            raise SchemaMissing(f"the database has no readrate tables yet (or not this version's); {SCHEMA_HINT}")
         offsets = read_offsets(conn)
         reasons = dead_letter_counts(conn)
-    seconds, micros = redis.time()
+        found = load_installation(conn)
     keys = settings.keys
-    queue = drain_queue(redis, keys)
+    if found is not None and found[1] == settings.prefix:
+        keys = found[0].keys(settings.prefix)  # every shard ever written to, as the workers drain them
+    seconds, micros = (queue_redis or redis).time()
+    queue = drain_queue(queue_redis or redis, keys)
     failed, recent = failed_jobs(queue, since=datetime.fromtimestamp(seconds, timezone.utc) - RECENT_FAILURE_WINDOW)
     config = redis_config(redis)
+    memory = redis_memory(redis)
     return Status(
         queue=keys.queue,
         shards=shard_statuses(redis, keys, offsets, now_ms=seconds * 1000 + micros // 1000),
@@ -52,7 +60,9 @@ def gather(settings: Settings, redis: Redis, engine: Engine) -> Status:
         failed_jobs_last_hour=recent,
         queued_jobs=queue.count,
         redis_config=config,
-        warnings=redis_warnings(config),
+        warnings=redis_warnings(config) + memory_warnings(memory),
+        memory=memory,
+        installation_id=found[0].id if found else None,
     )
 
 
@@ -81,6 +91,18 @@ def redis_config(redis: Redis) -> dict[str, str] | None:
     except redis_lib.ResponseError:
         return None
     return config
+
+
+def redis_memory(redis: Redis) -> Memory | None:
+    """Memory used against maxmemory; on a cluster, the fullest master's (each master has its own limit)."""
+    try:
+        info = redis.info("memory")
+    except redis_lib.ResponseError:
+        return None
+    # A cluster client answers per node: {node name: info}.
+    per_node = info.values() if info and all(isinstance(v, dict) for v in info.values()) else [info]
+    found = [Memory(int(i.get("used_memory", 0)), int(i.get("maxmemory", 0))) for i in per_node]
+    return max(found, key=lambda m: (m.share or 0.0, m.used_bytes), default=None)
 
 
 def _decoded(value: bytes | str) -> str:

@@ -13,11 +13,25 @@ from redis import Redis
 from sqlalchemy import Engine, select
 
 from readrate.events.emitter import Emitter
+from readrate.events.installation import read_record
 from readrate.events.settings import Settings
 from readrate.workers.drain import Drainer
 from readrate.workers.schema import article_stats
 
 READRATE = [sys.executable, "-m", "readrate.reports"]
+
+
+def install(redis: Redis, settings: Settings, installation_id: str | None = None) -> Settings:
+    """Publish an installation record seeded from `settings` in Redis (as a worker would); the adopted settings.
+
+    For tests of producers alone, with no database: workers create the record in the database too.
+    """
+    import uuid
+
+    from readrate.events.installation import publish
+
+    publish(redis, settings.keys, settings.seed(installation_id or f"test-{uuid.uuid4().hex[:8]}"))
+    return settings.adopt(read_record(redis, settings.keys))
 
 
 def env_for(settings: Settings, **extra: str) -> dict[str, str]:

@@ -31,7 +31,7 @@ class ShardStatus:
 def backlog(redis: Redis, keys: Keys) -> int:
     """Entries waiting in all of the installation's streams (applied ones are trimmed right after commit)."""
     pipe = redis.pipeline(transaction=False)
-    for shard in range(keys.shards):
+    for shard in keys.drained:
         pipe.xlen(keys.stream(shard))
     return sum(pipe.execute())
 
@@ -47,14 +47,14 @@ def shard_statuses(redis: Redis, keys: Keys, offsets: dict[int, tuple[str, datet
                    now_ms: int) -> list[ShardStatus]:
     """Backlog, lag and offset of every shard: entries after the offset, and the age of the first of them."""
     pipe = redis.pipeline(transaction=False)
-    for shard in range(keys.shards):
+    for shard in keys.drained:
         stream, (offset, _at) = keys.stream(shard), offsets.get(shard, (START_ID, None))
         pipe.xlen(stream)
         pipe.xrange(stream, count=1)
         pipe.xrange(stream, min=after(offset), count=1)
     replies = pipe.execute()
     found = []
-    for shard in range(keys.shards):
+    for shard in keys.drained:
         offset, updated_at = offsets.get(shard, (START_ID, None))
         length, first, pending = replies[3 * shard:3 * shard + 3]
         oldest = id_text(pending[0][0]) if pending else None

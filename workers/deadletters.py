@@ -6,8 +6,8 @@ that now passes is emitted again with an XADD to its shard's stream, and its row
 is deleted; one that still fails stays, with the reason it fails for now.
 
 Redis and the database share no transaction, so a replay is made idempotent
-instead: the XADDs of a chunk travel in one MULTI/EXEC together with a marker per
-row (`{prefix}:replayed:{shard}:{stream id}`), inside the database transaction that
+instead: the XADDs of a chunk travel in one MULTI/EXEC per shard together with a marker
+per row (`{PREFIX:SHARD}:replayed:{stream id}`), inside the database transaction that
 locks and deletes those rows. If the process dies after EXEC but before COMMIT,
 the rows are still there but their markers say they were emitted: the next replay
 deletes them without emitting them again. Nothing is replayed twice, nothing lost.
@@ -114,7 +114,8 @@ def missing_ids(engine: Engine, ids: Sequence[int]) -> list[int]:
 
 
 def marker_key(keys: Keys, row: DeadLetter) -> str:
-    return f"{keys.prefix}:replayed:{row.shard}:{row.stream_id}"
+    """The row's replay marker, beside the stream it came from (one hash slot: one MULTI on a cluster)."""
+    return f"{keys.tag(row.shard)}:replayed:{row.stream_id}"
 
 
 def revalidate(row: DeadLetter, settings: Settings, now_ms: int):
@@ -167,13 +168,21 @@ def _replay_chunk(conn: Connection, redis: Redis, settings: Settings, rows: list
         except InvalidEvent as exc:
             failing.append((row, str(exc)))
     if passing:
-        emitted_before = redis.mget([marker_key(keys, row) for row, _event in passing])
-        pipe = redis.pipeline(transaction=True)
-        for (row, event), marked in zip(passing, emitted_before):
+        lookup = redis.pipeline(transaction=False)
+        for row, _event in passing:
+            lookup.get(marker_key(keys, row))
+        by_shard: dict[int, list[tuple[DeadLetter, object]]] = {}
+        for (row, event), marked in zip(passing, lookup.execute()):
             if marked is None:
-                pipe.xadd(keys.stream(keys.shard_of(event.article_id)), encode(event))
+                by_shard.setdefault(row.shard, []).append((row, event))
+        # Back into the stream it came from: every shard below max_shards is drained, whatever the shard
+        # count is now, and the stream and the markers share a hash slot, so each MULTI is one node's.
+        for shard, group in sorted(by_shard.items()):
+            pipe = redis.pipeline(transaction=True)
+            for row, event in group:
+                pipe.xadd(keys.stream(shard), encode(event))
                 pipe.set(marker_key(keys, row), 1, ex=MARKER_TTL_S)
-        pipe.execute()
+            pipe.execute()
         conn.execute(delete(rejected_events).where(rejected_events.c.id.in_([row.id for row, _ in passing])))
         result.replayed += len(passing)
     for row, reason in failing:

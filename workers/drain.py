@@ -17,13 +17,15 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, replace
 
+import redis as redis_lib
 from redis import Redis
 from rq import get_current_job
 from sqlalchemy import Connection, Engine
 
 from readrate.events.clock import utc_now
-from readrate.events.connections import WORKER, redis_client
+from readrate.events.connections import WORKER, redis_client, stream_client
 from readrate.events.errors import DatabaseUnavailable
+from readrate.events.installation import RecordWatch
 from readrate.events.jobs import drain_queue, enqueue_drain
 from readrate.events.settings import Settings
 from readrate.events.streamids import after, next_id
@@ -33,7 +35,7 @@ from .db import make_engine, reachable, writing
 from .drainsteps import Step, after_batch, check_shard, follow_up_needed, look_again, retry_hold_ms
 from .lease import Lease
 from .reader import BatchReader
-from .writer import apply_batch, read_offset
+from .writer import apply_batch, ensure_offsets, read_offset
 
 log = logging.getLogger("readrate.drain")
 # A drain job hands over after this long, so one busy shard cannot starve the others.
@@ -70,27 +72,44 @@ class Drainer:
     """Drains shards into the database; one per worker process, holding its engine, Redis client and reader."""
 
     def __init__(self, settings: Settings, *, engine: Engine, redis: Redis, reader: BatchReader | None = None,
-                 budget_s: float = DRAIN_BUDGET_S) -> None:
+                 budget_s: float = DRAIN_BUDGET_S, queue_redis: Redis | None = None,
+                 watch: RecordWatch | None = None) -> None:
         self.settings = settings
         self.keys = settings.keys
         self.engine = engine
         self.redis = redis
-        self.reader = reader or BatchReader.connect(settings.redis_url, batch_size=settings.batch_size,
+        self.reader = reader or BatchReader.connect(settings, batch_size=settings.batch_size,
                                                     scale=settings.rating_scale)
         self.budget_s = budget_s
         self.stopping = threading.Event()
         self.totals = DrainTotals()
-        self._queue = drain_queue(redis, self.keys)
+        self._queue_redis = queue_redis
+        self._queue = drain_queue(queue_redis or redis, self.keys)
+        # Follows `config set`: a shard added, a new rating scale. None: the settings' layout is fixed.
+        self.watch = watch
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs) -> Drainer:
-        return cls(settings, engine=make_engine(settings.database_url, create=True),
-                   redis=redis_client(settings.redis_url, WORKER), **kwargs)
+        redis = stream_client(settings.redis_url, WORKER, cluster=settings.cluster)
+        return cls(settings, engine=make_engine(settings.database_url, create=True), redis=redis,
+                   queue_redis=redis_client(settings.queue_redis_url, WORKER), watch=RecordWatch(redis, settings.keys), **kwargs)
 
     def close(self) -> None:
         self.reader.close()
         self.engine.dispose()
         self.redis.close()
+        if self._queue_redis is not None:
+            self._queue_redis.close()
+
+    def follow(self, *, force: bool = False) -> None:
+        """Take up the installation record's current shards and rating scale (read at most every few seconds)."""
+        if self.watch is None:
+            return
+        record = self.watch.refresh() if force else self.watch.current()
+        if record is None:
+            return
+        self.keys = record.keys(self.keys.prefix)
+        self.reader.rescale(record.rating_scale)
 
     def __enter__(self) -> Drainer:
         return self
@@ -100,7 +119,8 @@ class Drainer:
 
     def drain(self, shard: int, *, token: str | None = None) -> DrainResult:
         """Drain `shard` until it is empty, the budget runs out, or the worker is stopping."""
-        check_shard(shard, self.settings.shards)
+        self.follow(force=shard not in self.keys.drained)
+        check_shard(shard, len(self.keys.drained))
         lease = Lease(self.redis, self.keys.lease(shard), token or uuid.uuid4().hex, self.settings.lease_ms)
         result = DrainResult(shard)
         deadline = time.monotonic() + self.budget_s
@@ -146,7 +166,10 @@ class Drainer:
         finally:
             self.reader.drop()
         if follow_up_needed(pending=self._pending(shard, offset)):
-            enqueue_drain(self._queue, shard)
+            try:
+                enqueue_drain(self._queue, shard)
+            except redis_lib.RedisError as exc:  # a full queue Redis: the sweep asks again
+                log.warning("shard %d: could not enqueue the follow-up drain (%s); the sweep will", shard, exc)
             result.handed_over = True
 
     def _apply(self, conn: Connection, shard: int, offset: str, batch: Batch, result: DrainResult) -> str:
@@ -177,7 +200,11 @@ class Drainer:
 
     def _offset(self, shard: int) -> str:
         with self.engine.connect() as conn:
-            return read_offset(conn, shard)
+            offset = read_offset(conn, shard)
+        if offset is None:  # a shard added by `config set shards` since this database was set up
+            ensure_offsets(self.engine, shard + 1)
+            return self._offset(shard)
+        return offset
 
     def _pending(self, shard: int, offset: str) -> bool:
         return bool(self.redis.xrange(self.keys.stream(shard), min=after(offset), count=1))

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from redis import Redis
 
-_EXTEND = """
+# Flagged allow-oom (Redis >= 7): a drain frees memory, so it must be able to lease its shard when Redis is
+# full (`maxmemory` with `noeviction` refuses every other command that may grow memory).
+_EXTEND = """#!lua flags=allow-oom
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
 """
-_ACQUIRE = """
+_ACQUIRE = """#!lua flags=allow-oom
 local held = redis.call('GET', KEYS[1])
 if held == false or held == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -23,7 +25,7 @@ if held == false or held == ARGV[1] then
 end
 return 0
 """
-_RELEASE = """
+_RELEASE = """#!lua flags=allow-oom
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end

@@ -15,8 +15,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from redis import Redis
 
 from readrate.events.clock import now_ms
-from readrate.events.connections import WORKER, redis_client
+from readrate.events.connections import WORKER, stream_client
 from readrate.events.scale import RatingScale
+from readrate.events.settings import Settings
 from readrate.events.streamids import after
 from readrate.events.wire import Decoder
 
@@ -42,8 +43,14 @@ class BatchReader:
         self._ahead: Future | None = None
 
     @classmethod
-    def connect(cls, redis_url: str, *, batch_size: int, scale: RatingScale) -> BatchReader:
-        return cls(redis_client(redis_url, WORKER), batch_size=batch_size, scale=scale)
+    def connect(cls, settings: Settings, *, batch_size: int, scale: RatingScale) -> BatchReader:
+        return cls(stream_client(settings.redis_url, WORKER, cluster=settings.cluster), batch_size=batch_size, scale=scale)
+
+    def rescale(self, scale: RatingScale) -> None:
+        """Check ratings against `scale` from the next read on (the installation's scale was changed)."""
+        if scale != self._decoder.scale:
+            self.drop()
+            self._decoder = Decoder(scale)
 
     def read(self, stream: str, offset: str) -> Batch | None:
         """The batch after `offset`, folded, read in the caller's thread; None if there is none."""

@@ -17,17 +17,18 @@ import uuid
 import redis as redis_lib
 from rq.exceptions import StopRequested
 
-from readrate.events.connections import SWEEP, WORKER, redis_client
+from readrate.events.connections import SWEEP, WORKER, redis_client, stream_client
 from readrate.events.errors import ReadrateError
+from readrate.events.installation import RecordWatch
 from readrate.events.jobs import drain_queue
 from readrate.events.settings import Settings
 
 from .backlog import backlog
-from .db import check_database, make_engine, reachable, upgrade
+from .db import check_database, make_engine, upgrade
 from .drain import Drainer, DrainTotals
+from .installation import establish
 from .rqadapter import DrainWorker
 from .sweep import Sweeper
-from .writer import ensure_offsets
 
 log = logging.getLogger("readrate.worker")
 # Longest wait between attempts to reach Redis again after it dropped.
@@ -46,17 +47,27 @@ class WorkerProcess:
         self.name = name or uuid.uuid4().hex
         self.logging_level = logging_level
         self.engine = make_engine(settings.database_url, create=True)
-        self.redis = redis_client(settings.redis_url, WORKER, socket_timeout_s=RQ_SOCKET_TIMEOUT_S)
-        self.drainer = Drainer(settings, engine=self.engine, redis=redis_client(settings.redis_url, WORKER))
+        # RQ's own connection (the queue Redis): it blocks on BLPOP longer than any profile.
+        self.redis = redis_client(settings.queue_redis_url, WORKER, socket_timeout_s=RQ_SOCKET_TIMEOUT_S)
+        self.streams = stream_client(settings.redis_url, WORKER, cluster=settings.cluster)
         self.queue = drain_queue(self.redis, settings.keys)
-        self.sweeper = Sweeper(redis_client(settings.redis_url, SWEEP), settings.keys, self.queue)
+        self.drainer = Drainer(settings, engine=self.engine, redis=self.streams,
+                               queue_redis=redis_client(settings.queue_redis_url, WORKER),
+                               watch=RecordWatch(self.streams, settings.keys))
+        sweep_streams = stream_client(settings.redis_url, SWEEP, cluster=settings.cluster)
+        self.sweeper = Sweeper(sweep_streams, settings.keys, drain_queue(redis_client(settings.queue_redis_url, SWEEP), settings.keys),
+                               watch=RecordWatch(sweep_streams, settings.keys))
         self.stop = threading.Event()
+        self.prepared = False
 
     def prepare(self) -> None:
-        """Apply migrations, create offset rows, and enqueue drains for every shard with backlog."""
+        """Apply migrations, check the installation record, and enqueue drains for every shard with backlog."""
+        if self.prepared:
+            return
+        self.prepared = True
         upgrade(self.engine)
-        with reachable(self.settings.database_url):
-            ensure_offsets(self.engine, self.settings.shards)
+        self.settings = establish(self.engine, self.streams, self.settings)
+        self.drainer.follow(force=True)
         # A worker that died mid-job left no job behind: start-up cannot tell, so it asks for all.
         self.sweeper.sweep_once(force=True)
         # Everything loaded so far (SQLAlchemy, RQ, Alembic: a few hundred thousand objects) lives as
@@ -79,7 +90,7 @@ class WorkerProcess:
             while True:
                 self._worker().work(burst=True, logging_level=self.logging_level)
                 # Stopped by SIGTERM/SIGINT: the batch in hand was applied, the rest waits in Redis.
-                if self.drainer.stopping.is_set() or not backlog(self.redis, self.settings.keys):
+                if self.drainer.stopping.is_set() or not backlog(self.streams, self.sweeper.follow()):
                     return self.drainer.totals
                 check_database(self.engine)  # a failed drain because the database is down: say so
                 if time.monotonic() > deadline:
@@ -121,4 +132,6 @@ class WorkerProcess:
     def close(self) -> None:
         self.drainer.close()
         self.sweeper.redis.close()
+        self.sweeper.queue.connection.close()
+        self.streams.close()
         self.redis.close()

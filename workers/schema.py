@@ -6,6 +6,7 @@ compare them the same way; buckets are by event time, not arrival time.
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     Column,
     Date,
     DateTime,
@@ -22,6 +23,7 @@ metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
         "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
     }
 )
 
@@ -106,6 +108,23 @@ stream_offsets = Table(
     Column("shard", Integer, primary_key=True, autoincrement=False),
     Column("last_id", String(64), nullable=False),
     Column("updated_at", DateTime, nullable=False),
+)
+
+# One row: the installation this database belongs to (DESIGN.md, "The installation"). The primary key
+# is always 1, so a second installation cannot add a row of its own beside the first.
+installation = Table(
+    "installation",
+    metadata,
+    Column("singleton", Integer, primary_key=True, autoincrement=False),
+    Column("id", String(64), nullable=False),
+    Column("prefix", String(128), nullable=False),
+    Column("shards", Integer, nullable=False),
+    Column("max_shards", Integer, nullable=False),
+    Column("rating_scale", String(64), nullable=False),
+    Column("wire", Integer, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    CheckConstraint("singleton = 1", name="one_installation"),
 )
 
 rejected_events = Table(

@@ -17,6 +17,7 @@ import redis as redis_lib
 from redis import Redis
 from rq import Queue
 
+from readrate.events.installation import RecordWatch, publish
 from readrate.events.jobs import enqueue_drain
 from readrate.events.wire import DOORBELL_TTL_MS, Keys
 
@@ -32,12 +33,27 @@ OUTAGE_LOG_INTERVAL_S = 30.0
 class Sweeper:
     """Enqueues drains for shards with backlog, and moves due RQ retries back onto the queue."""
 
-    def __init__(self, redis: Redis, keys: Keys, queue: Queue, *, stale_ms: int = STALE_DOORBELL_MS) -> None:
+    def __init__(self, redis: Redis, keys: Keys, queue: Queue, *, stale_ms: int = STALE_DOORBELL_MS,
+                 watch: RecordWatch | None = None) -> None:
         self.redis = redis
         self.keys = keys
         self.queue = queue
         self.stale_ms = stale_ms
-        self._retries = RetryMover(redis, queue)
+        # The installation record: followed for `config set shards`, published again if Redis lost it.
+        self.watch = watch
+        self._retries = RetryMover(queue.connection, queue)
+
+    def follow(self) -> Keys:
+        """The shards to sweep, as the installation record has them now."""
+        if self.watch is None:
+            return self.keys
+        record = self.watch.current()
+        if record is not None:
+            if self.watch.missing:  # a Redis restarted without persistence: producers need the record back
+                publish(self.redis, self.keys, record)
+                self.watch.missing = False
+            self.keys = record.keys(self.keys.prefix)
+        return self.keys
 
     def sweep_once(self, *, force: bool = False) -> list[int]:
         """One pass over all shards; returns the shards a drain was enqueued for.
@@ -45,18 +61,19 @@ class Sweeper:
         `force` enqueues for every shard with backlog whatever its doorbell says
         (a worker starting up after a crash does this).
         """
+        keys = self.follow()
         pipe = self.redis.pipeline(transaction=False)
-        for shard in range(self.keys.shards):
-            pipe.xlen(self.keys.stream(shard))
-            pipe.pttl(self.keys.doorbell(shard))
-            pipe.exists(self.keys.lease(shard))
+        for shard in keys.drained:
+            pipe.xlen(keys.stream(shard))
+            pipe.pttl(keys.doorbell(shard))
+            pipe.exists(keys.lease(shard))
         replies = pipe.execute()
         enqueued = []
-        for shard in range(self.keys.shards):
+        for shard in keys.drained:
             backlog, doorbell_ttl_ms, leased = replies[3 * shard: 3 * shard + 3]
             if not backlog:
                 continue
-            doorbell = self.keys.doorbell(shard)
+            doorbell = keys.doorbell(shard)
             if doorbell_ttl_ms == -2:  # no doorbell: nobody has asked for a drain yet
                 if not self.redis.set(doorbell, 1, nx=True, px=DOORBELL_TTL_MS):
                     continue

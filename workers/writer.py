@@ -179,9 +179,9 @@ def ensure_offsets(engine: Engine, shards: int) -> None:
             conn.execute(module.insert(stream_offsets).on_conflict_do_nothing(index_elements=["shard"]), missing)
 
 
-def read_offset(conn: Connection, shard: int) -> str:
-    """The last stream id applied for `shard`."""
-    return conn.scalar(select(stream_offsets.c.last_id).where(stream_offsets.c.shard == shard)) or START_ID
+def read_offset(conn: Connection, shard: int) -> str | None:
+    """The last stream id applied for `shard` (START_ID: none yet); None when the shard has no offset row."""
+    return conn.scalar(select(stream_offsets.c.last_id).where(stream_offsets.c.shard == shard))
 
 
 def apply_batch(conn: Connection, shard: int, old_id: str, batch: Batch, *, received_at: datetime) -> bool:

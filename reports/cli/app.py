@@ -22,10 +22,12 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from readrate.events.clock import utc_now
-from readrate.events.connections import CLI, redis_client
+from readrate.events.connections import CLI, redis_client, stream_client
 from readrate.events.errors import ConfigError, ReadrateError, UnreachableError
+from readrate.events.installation import read_record
 from readrate.events.settings import Settings
-from readrate.workers.db import explain, make_engine
+from readrate.workers.db import explain, make_engine, upgrade
+from readrate.workers.installation import establish
 
 from ..render import FORMATS
 from ..windows import parse_duration, parse_when
@@ -47,10 +49,36 @@ class App:
         self.settings = settings
         self.verbose = verbose
         self._engine: Engine | None = None
+        self._installed: Settings | None = None
 
     @cached_property
     def redis(self) -> Redis:
-        return redis_client(self.settings.redis_url, CLI)
+        """The Redis (or Redis Cluster) holding the event streams."""
+        return stream_client(self.settings.redis_url, CLI, cluster=self.settings.cluster)
+
+    @cached_property
+    def queue_redis(self) -> Redis:
+        """The Redis holding RQ's queue (READRATE_QUEUE_URL, or the streams' Redis)."""
+        if self.settings.queue_url is None and not self.settings.cluster:
+            return self.redis
+        return redis_client(self.settings.queue_redis_url, CLI)
+
+    def installed(self) -> Settings:
+        """The settings adopted to the installation record, which is created (with the database) if none exists.
+
+        Producers' commands (emit, import, dead replay) read the record from Redis;
+        when Redis has none, this is the first command of a new installation, or
+        Redis lost its data: the database's record is published, or a new one made.
+        """
+        if self._installed is None:
+            record = read_record(self.redis, self.settings.keys)
+            if record is not None:
+                self._installed = self.settings.adopt(record)
+            else:
+                engine = self.engine(create=True)
+                upgrade(engine)
+                self._installed = establish(engine, self.redis, self.settings)
+        return self._installed
 
     def engine(self, *, create: bool = False) -> Engine:
         """The database; only commands that write pass `create`, so a mistyped SQLite path is not created."""
@@ -61,6 +89,8 @@ class App:
     def close(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
+        if "queue_redis" in self.__dict__:
+            self.queue_redis.close()
         if "redis" in self.__dict__:
             self.redis.close()
 

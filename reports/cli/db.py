@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from readrate.workers.db import current_revision, head_revision, reachable, upgrade
+from readrate.workers.installation import establish
 
 from .app import App, note, pass_app
 
@@ -17,7 +18,11 @@ def db() -> None:
 @db.command("upgrade", short_help="Apply the migrations this version ships.")
 @pass_app
 def db_upgrade(app: App) -> None:
-    """Apply the database migrations this version of readrate ships (Alembic); creates a SQLite file."""
+    """Apply the database migrations this version of readrate ships (Alembic); creates a SQLite file.
+
+    Then creates the installation record (seeded from READRATE_SHARDS and
+    READRATE_RATING_SCALE) if there is none, and publishes it to Redis.
+    """
     engine = app.engine(create=True)
     with reachable(app.settings.database_url):
         before = current_revision(engine)
@@ -26,3 +31,5 @@ def db_upgrade(app: App) -> None:
         note(f"database already at revision {after} (head {head_revision()})")
     else:
         note(f"database upgraded from {before or 'empty'} to {after}")
+    installed = establish(engine, app.redis, app.settings)
+    note(f"installation {installed.installation_id}: {installed.shards} shards, rating scale {installed.rating_scale}")

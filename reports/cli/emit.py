@@ -23,7 +23,7 @@ _at_option = click.option("--at", metavar="TIME",
 
 
 def _emit(app: App, make) -> None:
-    emitter = Emitter.from_settings(app.settings, strict=True, redis=app.redis)
+    emitter = Emitter.from_settings(app.installed(), strict=True, redis=app.redis, queue_redis=app.queue_redis)
     try:
         event = make(emitter)
     except InvalidEvent as exc:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
+import redis as redis_lib
+
 from readrate.events.emitter import Emitter
-from readrate.events.importer import FIELDS, ImportSpec, TimeUnitHint, good_events, parse_lines
+from readrate.events.importer import FIELDS, ImportSpec, TimeUnitHint, parse_lines
+from readrate.events.jobs import drain_queue
+from readrate.events.loader import ImportStopped, Loader, import_id, numbered
 from readrate.events.records import MissingColumn, open_source
 
 from ..render import plural
@@ -39,9 +45,14 @@ def report_bad_lines(bad: list[tuple[int, str]]) -> None:
               help=f"Take FIELD ({', '.join(FIELDS)}) from COLUMN; repeatable. E.g. --map article=movieId.")
 @click.option("--time-unit", type=click.Choice(["ms", "s"]), default="ms", show_default=True,
               help="Unit of integer times in the file: epoch milliseconds or seconds.")
+@click.option("--import-id", "import_name", metavar="NAME",
+              help="Name of this import, so that running it again resumes it (default: the SHA-256 of FILE "
+                   "and the options above; standard input resumes only with a name).")
+@click.option("--again", is_flag=True,
+              help="Send every line even if an earlier run of this import did (its events are counted twice).")
 @pass_app
 def import_events(app: App, file: str, input_format: str, kind: str | None, mapping: tuple[str, ...],
-                  time_unit: str) -> int:
+                  time_unit: str, import_name: str | None, again: bool) -> int:
     """Push events from FILE through the pipeline (CSV `kind,article,at,visitor,rating` or JSON Lines).
 
     `at` is ISO 8601 or integer epoch milliseconds. Lines are checked as the
@@ -50,35 +61,70 @@ def import_events(app: App, file: str, input_format: str, kind: str | None, mapp
     exits 2 before anything is sent; a file that is not text, or holds no events,
     exits 1. The good lines go to Redis in pipelined batches; run `readrate worker`
     (or `worker --burst`) to count them.
+
+    The count printed is exactly what Redis stored. If Redis stops taking events
+    part-way (down, or full), run the same command again: it resumes after the
+    last line each shard stored, so no event is lost or counted twice (within
+    30 days of the first run).
     """
     try:
         spec = ImportSpec.build(mapping, kind, time_unit)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--map/--kind") from None
-    emitter = Emitter.from_settings(app.settings, strict=True, redis=app.redis)
     raw = sys.stdin.buffer if file == "-" else open(file, "rb")
     size = None if file == "-" else Path(file).stat().st_size
-    bad: list[tuple[int, str]] = []
-    hint = TimeUnitHint(spec.time_unit_ms)
-    started = time.monotonic()
-    with raw, _progress() as progress:
-        task = progress.add_task("importing", total=size)
-        source = open_source(raw, file, input_format, lambda n: progress.advance(task, n))
-        events = parse_lines(source.lines, source.format, spec, emitter.make_read, emitter.make_vote, hint)
-        try:
-            sent = emitter.emit_many(good_events(events, bad))
-        except MissingColumn as exc:  # raised before the first line, so nothing was sent
-            raise click.BadParameter(str(exc), param_hint="FILE") from None
+    with raw:
+        name = _import_name(raw, file, import_name, again, spec, input_format)
+        bad: list[tuple[int, str]] = []
+        hint = TimeUnitHint(spec.time_unit_ms)
+        started = time.monotonic()
+        with _progress() as progress:
+            task = progress.add_task("importing", total=size)
+            # A file that is not text is refused here, before any database or record is made for it.
+            source = open_source(raw, file, input_format, lambda n: progress.advance(task, n))
+            settings = app.installed()
+            emitter = Emitter.from_settings(settings, strict=True, redis=app.redis, queue_redis=app.queue_redis)
+            loader = Loader(app.redis, settings.keys, name, queue=drain_queue(app.queue_redis, settings.keys))
+            if loader.resumed:
+                note("resuming an earlier run of this import: the lines it stored are skipped "
+                     "(--again sends them again)")
+            events = parse_lines(source.lines, source.format, spec, emitter.make_read, emitter.make_vote, hint)
+            try:
+                result = loader.load(numbered(events, bad))
+            except MissingColumn as exc:  # raised before the first line, so nothing was sent
+                raise click.BadParameter(str(exc), param_hint="FILE") from None
+            except ImportStopped as exc:
+                raise ImportStopped(f"{exc}. {plural(exc.landed, 'event')} of this run were stored before it "
+                                    f"stopped{_skipped(loader.result.skipped)}; run the same command again "
+                                    "to import the rest (it resumes, counting nothing twice)", exc.landed) from None
+            except redis_lib.RedisError as exc:
+                raise ImportStopped(f"Redis failed part-way ({exc}): {plural(loader.result.landed, 'event')} of "
+                                    "this run were stored for sure; run the same command again to import the rest "
+                                    "(it resumes, counting nothing twice)", loader.result.landed) from exc
     seconds = time.monotonic() - started
-    if not sent and not bad:
+    sent = result.landed
+    if not sent and not bad and not result.skipped:
         raise source.nothing_found("events")
     report_bad_lines(bad)
     warning = hint.warning()
     if warning:
         note(f"warning: {warning}")
-    note(f"imported {plural(sent, 'event')} in {seconds:.1f} s ({sent / max(seconds, 1e-9):,.0f}/s); "
-         f"{plural(len(bad), 'bad line')} skipped")
+    note(f"imported {plural(sent, 'event')} in {seconds:.1f} s ({sent / max(seconds, 1e-9):,.0f}/s)"
+         f"{_skipped(result.skipped)}; {plural(len(bad), 'bad line')} skipped")
     return ExitCode.FAILURE if bad else ExitCode.OK
+
+
+def _skipped(skipped: int) -> str:
+    return f", {plural(skipped, 'event')} already stored by an earlier run" if skipped else ""
+
+
+def _import_name(raw, file: str, given: str | None, again: bool, spec: ImportSpec, input_format: str) -> str:
+    """The import's id: the name given, or the file's SHA-256 with the options; a fresh one for --again."""
+    if again or (given is None and file == "-"):
+        return f"once-{uuid.uuid4().hex}"
+    if given is not None:
+        return "named-" + hashlib.sha256(given.encode("utf-8")).hexdigest()[:32]
+    return import_id(raw, repr(sorted(spec.columns.items())), str(spec.kind), str(spec.time_unit_ms), input_format)
 
 
 def _progress() -> Progress:

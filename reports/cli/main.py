@@ -14,7 +14,7 @@ import click
 
 from readrate.events.settings import Settings
 
-from . import articles, db, dead, demo, emit, imports, report, status, worker
+from . import articles, config, db, dead, demo, emit, imports, report, status, worker
 from .app import App, ExitCode, failure, note
 
 log = logging.getLogger("readrate.cli")
@@ -27,13 +27,13 @@ log = logging.getLogger("readrate.cli")
               help="SQL database the counters live in: sqlite:///FILE or postgresql://USER@HOST/DB. "
                    "[env DATABASE_URL; default sqlite:///readrate.db]")
 @click.option("--shards", envvar="READRATE_SHARDS", type=click.IntRange(1, 1024), metavar="N",
-              help="Number of event streams articles are spread over; every producer and worker must agree. "
-                   "[env READRATE_SHARDS; default 4]")
+              help="Shard count of a new installation (afterwards `readrate config set shards`); if given, it "
+                   "must match the installation's. [env READRATE_SHARDS; default 4]")
 @click.option("--prefix", envvar="READRATE_PREFIX", metavar="TEXT",
               help="Prefix of every Redis key and the RQ queue name. [env READRATE_PREFIX; default readrate]")
 @click.option("--rating-scale", envvar="READRATE_RATING_SCALE", metavar="LOW-HIGH[/STEP]",
-              help="Ratings votes may carry: 1-5 for whole stars, 0.5-5/0.5 for half stars. "
-                   "[env READRATE_RATING_SCALE; default 1-5]")
+              help="Rating scale of a new installation: 1-5 for whole stars, 0.5-5/0.5 for half stars "
+                   "(afterwards `readrate config set rating-scale`). [env READRATE_RATING_SCALE; default 1-5]")
 @click.option("-v", "--verbose", count=True, help="Log more to stderr (-v info, -vv debug).")
 @click.version_option(package_name="readrate", prog_name="readrate")
 @click.pass_context
@@ -55,7 +55,7 @@ def cli(ctx: click.Context, redis_url, database_url, shards, prefix, rating_scal
 
 
 for command in (demo.demo, worker.worker, emit.emit, imports.import_events, db.db, articles.articles,
-                report.report, status.status, dead.dead):
+                report.report, status.status, dead.dead, config.config):
     cli.add_command(command)
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import Connection, inspect
 
 from readrate.events.clock import utc_now
 from readrate.workers.db import reachable
+from readrate.workers.installation import load as load_installation
 
 from ..detail import UnknownArticle, article_report
 from ..queries import TopQuery, has_data, summary, top
@@ -174,7 +175,7 @@ def report_article(app: App, article_id: str, since, until, prior_votes: float, 
         if not _has_tables(conn):
             raise UnknownArticle(f"article {article_id!r} is unknown: the database has no readrate tables yet")
         data = article_report(conn, article_id, window, prior_votes=prior_votes,
-                              scale=app.settings.rating_scale.values())
+                              scale=_scale(conn, app.settings).values())
     quiet = not data["reads"] and not data["votes"]
     if quiet:
         note(f"article {article_id!r} has no reads and no votes in this window ({window.describe()})")
@@ -227,3 +228,9 @@ def report_summary(app: App, since, until, min_votes: int, prior_votes: float, f
 def summary_of_nothing(window: Window) -> dict:
     return {"since": window.since, "until": window.until, "reads": 0, "votes": 0, "active_articles": 0,
             "rating_avg": None, "top_reads": [], "top_rating": []}
+
+
+def _scale(conn, settings):
+    """The installation's rating scale (the histogram's buckets): the database's record, else the seed."""
+    found = load_installation(conn) if inspect(conn).has_table("installation") else None
+    return found[0].rating_scale if found else settings.rating_scale

@@ -31,8 +31,9 @@ WORKER_COLUMNS = [
 @click.command(short_help="Backlog, lag, dead letters, workers, risky Redis settings.")
 @format_option
 @click.option("--check", is_flag=True,
-              help="Exit 1 when the lag, failed drain jobs or missing workers pass the thresholds below "
-                   "(for an alert or a health check); the report is printed either way.")
+              help="Exit 1 when the lag, failed drain jobs or missing workers pass the thresholds below, or "
+                   "Redis memory reaches 90% of maxmemory (for an alert or a health check); the report is "
+                   "printed either way.")
 @click.option("--max-lag-s", type=click.FloatRange(0), default=60.0, show_default=True, metavar="SECONDS",
               envvar="READRATE_CHECK_MAX_LAG_S",
               help="--check fails when the oldest event not yet counted is older than this. "
@@ -50,10 +51,11 @@ def status(app: App, fmt: str, check: bool, max_lag_s: float, max_failed_jobs: i
     """Backlog and lag per shard, dead letters by rule, workers, failed jobs, and risky Redis settings.
 
     Backlog is the number of events after the shard's committed offset; lag is
-    the age of the oldest of them. Exit codes: 0 ok, 1 when --check finds a
-    problem, 3 when Redis or the database is unreachable.
+    the age of the oldest of them. Redis memory is shown against maxmemory, with a
+    warning from 80%; --check fails from 90%. Exit codes: 0 ok, 1 when --check
+    finds a problem, 3 when Redis or the database is unreachable.
     """
-    result = gather(app.settings, app.redis, app.engine())
+    result = gather(app.settings, app.redis, app.engine(), app.queue_redis)
     found = problems(result, Thresholds(max_lag_s, max_failed_jobs, min_workers)) if check else None
     doc = as_document(result, found)
     if fmt == "json":
@@ -82,6 +84,8 @@ def _report(result: Status, doc: dict, fmt: str) -> str:
         render(doc["shards"], SHARD_COLUMNS, fmt),
         heading(f"Dead letters: {result.dead_letters:,}"),
     ]
+    if result.memory is not None:
+        parts.insert(2, heading(f"Redis memory: {result.memory.describe()}"))
     if doc["dead_letters_by_reason"]:
         parts.append(render(doc["dead_letters_by_reason"], REASON_COLUMNS, fmt))
     parts.append(heading(f"Workers alive: {len(result.workers)}"))

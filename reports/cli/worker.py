@@ -36,6 +36,7 @@ def worker(app: App, burst: bool, name: str | None) -> None:
         note(f"drained {plural(totals.entries, 'event')} ({totals.rejected:,} rejected to dead letters) "
              f"in {seconds:.1f} s")
         return
-    note(f"readrate worker: draining {plural(app.settings.shards, 'shard')} of {app.settings.prefix!r} into "
-         f"{process.engine.url.render_as_string(hide_password=True)}; Ctrl-C to stop")
+    process.prepare()
+    note(f"readrate worker: draining {plural(len(process.settings.keys.drained), 'shard')} of "
+         f"{app.settings.prefix!r} into {process.engine.url.render_as_string(hide_password=True)}; Ctrl-C to stop")
     process.run_forever()

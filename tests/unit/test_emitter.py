@@ -21,14 +21,15 @@ from rq.serializers import JSONSerializer
 from readrate.events import EmitError, Emitter, InvalidEvent, RatingScale, Read, ReadrateError, Settings, Vote
 from readrate.events.emitter import EVENTS_PER_ROUND_TRIP as CHUNK
 from readrate.reports.localredis import RedisServer, free_port
+from helpers import install
 
 GENEROUS_S = 2.0  # a page must not hang on a dead Redis; the real cost is well under this
 
 
 @pytest.fixture
-def settings(prefix):
-    """Emitter tests need Redis only: no database."""
-    return Settings.from_env({}, redis_url=REDIS_URL, prefix=prefix)
+def settings(prefix, redis):
+    """Emitter tests need Redis only: no database; the installation record is published as a worker would."""
+    return install(redis, Settings.from_env({}, redis_url=REDIS_URL, prefix=prefix))
 
 
 @pytest.fixture
@@ -56,7 +57,7 @@ def all_stream_lengths(redis, settings) -> int:
 def test_a_read_is_one_xadd_with_the_contract_fields_to_its_shard_stream(emitter, redis, settings):
     assert emitter.read("article-42", visitor="v-9", at=1_700_000_000_123) is True
 
-    stream = f"{settings.prefix}:events:{zlib.crc32(b'article-42') % 4}"
+    stream = f"{{{settings.prefix}:{zlib.crc32(b'article-42') % 4}}}:events"
     assert [fields for _id, fields in redis.xrange(stream)] == [
         {b"k": b"read", b"a": b"article-42", b"t": b"1700000000123", b"v": b"v-9"}
     ]
@@ -85,10 +86,12 @@ def test_a_vote_carries_voter_and_rating_as_decimal_strings(emitter, redis, sett
 
 
 def test_a_half_star_emitter_writes_half_star_ratings(settings, redis):
-    emitter = Emitter.from_settings(replace(settings, rating_scale=RatingScale.parse("0.5-5/0.5")), redis=redis)
+    half = install(redis, replace(settings, prefix=f"{settings.prefix}-half",
+                                  rating_scale=RatingScale.parse("0.5-5/0.5")))
+    emitter = Emitter.from_settings(half, redis=redis)
 
     assert emitter.vote("a", "3.5", voter="u") is True
-    assert entries(redis, settings, "a")[0][b"r"] == b"3.5"
+    assert entries(redis, half, "a")[0][b"r"] == b"3.5"
 
 
 def test_each_article_goes_to_the_stream_of_its_crc32_shard(emitter, redis, settings):
@@ -107,7 +110,7 @@ def test_each_article_goes_to_the_stream_of_its_crc32_shard(emitter, redis, sett
 def test_the_first_event_rings_the_shards_doorbell_with_a_thirty_second_ttl(emitter, redis, settings):
     emitter.read("article-42")
 
-    doorbell = f"{settings.prefix}:doorbell:2"
+    doorbell = f"{{{settings.prefix}:2}}:doorbell"
     assert redis.get(doorbell) == b"1"
     assert 0 < redis.pttl(doorbell) <= 30_000
 
@@ -244,6 +247,13 @@ def local(port: int, prefix: str) -> Settings:
     return Settings.from_env({}, redis_url=f"redis://127.0.0.1:{port}/0", prefix=prefix)
 
 
+def installed(server: RedisServer, prefix: str) -> None:
+    """Publish an installation record on a private Redis, as a worker would at start-up."""
+    client = Redis.from_url(server.url)
+    install(client, local(server.port, prefix))
+    client.close()
+
+
 @pytest.fixture
 def dead_settings(prefix):
     """Settings pointing at a port nothing listens on."""
@@ -311,13 +321,14 @@ def test_a_redis_that_accepts_but_never_answers_costs_a_page_well_under_a_second
 def test_an_emitter_carries_on_when_its_redis_comes_back(prefix):
     port = free_port()
     emitter = Emitter.from_settings(local(port, prefix))
-    with RedisServer(port=port):
+    with RedisServer(port=port) as server:
+        installed(server, prefix)
         assert emitter.read("a") is True
     assert emitter.read("a") is False
     with RedisServer(port=port) as server:
         assert emitter.read("a") is True
         client = Redis.from_url(server.url)
-        assert client.xlen(f"{prefix}:events:{zlib.crc32(b'a') % 4}") == 1
+        assert client.xlen(f"{{{prefix}:{zlib.crc32(b'a') % 4}}}:events") == 1
         client.close()
 
     assert (emitter.stats.emitted, emitter.stats.failed) == (2, 1)
@@ -326,12 +337,13 @@ def test_an_emitter_carries_on_when_its_redis_comes_back(prefix):
 def test_the_first_event_after_a_redis_restart_is_not_lost_to_a_stale_connection(prefix):
     port = free_port()
     emitter = Emitter.from_settings(local(port, prefix))
-    with RedisServer(port=port):
+    with RedisServer(port=port) as server:
+        installed(server, prefix)
         assert emitter.read("a") is True  # leaves a pooled connection to a server that then goes away
     with RedisServer(port=port) as server:
         assert emitter.read("a") is True
         client = Redis.from_url(server.url)
-        assert client.xlen(f"{prefix}:events:{zlib.crc32(b'a') % 4}") == 1
+        assert client.xlen(f"{{{prefix}:{zlib.crc32(b'a') % 4}}}:events") == 1
         client.close()
 
     assert (emitter.stats.emitted, emitter.stats.failed) == (2, 0)

@@ -43,7 +43,48 @@ def test_every_documented_variable_is_read():
     assert str(settings.rating_scale) == "0.5-5/0.5"
     assert settings.batch_size == 250
     assert settings.lease_ms == 2500
-    assert settings.keys.stream(15) == "site-b:events:15"
+    assert settings.keys.stream(15) == "{site-b:15}:events"
+    assert settings.explicit == {"shards", "rating_scale"}
+
+
+def test_the_queue_url_and_the_cluster_flag_are_read():
+    settings = Settings.from_env({"REDIS_URL": "redis://node-1:7000/0", "READRATE_REDIS_CLUSTER": "1",
+                                  "READRATE_QUEUE_URL": "redis://queue:6379/1"})
+
+    assert settings.cluster is True
+    assert settings.queue_redis_url == "redis://queue:6379/1"
+    assert Settings.from_env({}).queue_redis_url == "redis://localhost:6379/0"
+
+
+def test_a_cluster_without_a_queue_redis_is_refused_naming_the_variable():
+    with pytest.raises(ConfigError, match="READRATE_QUEUE_URL"):
+        Settings.from_env({"READRATE_REDIS_CLUSTER": "yes"})
+
+
+def test_seeds_that_were_not_set_follow_the_installation_record():
+    from readrate.events.installation import Installation
+
+    record = Installation("inst-1", 8, 16, RatingScale.parse("0.5-5/0.5"))
+    adopted = Settings.from_env({}).adopt(record)
+
+    assert (adopted.shards, adopted.max_shards, str(adopted.rating_scale)) == (8, 16, "0.5-5/0.5")
+    assert adopted.installation_id == "inst-1"
+    assert adopted.keys.drained == range(16)
+
+
+@pytest.mark.parametrize(("env", "named"), [
+    ({"READRATE_SHARDS": "4"}, "READRATE_SHARDS (or --shards) is 4 but the installation has 8 shards"),
+    ({"READRATE_RATING_SCALE": "1-5"}, "READRATE_RATING_SCALE (or --rating-scale) is 1-5 but the installation's "
+                                        "rating scale is 0.5-5/0.5"),
+])
+def test_an_explicit_setting_that_differs_from_the_record_is_refused_naming_both_values(env, named):
+    from readrate.events.installation import Installation, InstallationMismatch
+
+    record = Installation("inst-1", 8, 8, RatingScale.parse("0.5-5/0.5"))
+    with pytest.raises(InstallationMismatch) as refused:
+        Settings.from_env(env).adopt(record)
+    assert named in str(refused.value)
+    assert "inst-1" in str(refused.value)
 
 
 def test_unrelated_variables_are_ignored():

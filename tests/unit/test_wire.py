@@ -41,24 +41,43 @@ def raw(**fields: str | bytes) -> dict[bytes, bytes]:
 # -- keys and shards -----------------------------------------------------------
 
 
-def test_stream_doorbell_and_lease_keys_are_named_after_the_prefix_and_shard():
+def test_stream_doorbell_and_lease_keys_share_the_hash_tag_of_prefix_and_shard():
     keys = Keys("readrate", 4)
 
-    assert keys.stream(2) == "readrate:events:2"
-    assert keys.doorbell(2) == "readrate:doorbell:2"
-    assert keys.lease(3) == "readrate:lease:3"
+    assert keys.stream(2) == "{readrate:2}:events"
+    assert keys.doorbell(2) == "{readrate:2}:doorbell"
+    assert keys.lease(3) == "{readrate:3}:lease"
+    assert keys.installation == "{readrate}:installation"
     assert keys.queue == "readrate"
 
 
+def test_every_key_of_a_shard_hashes_to_one_cluster_slot():
+    from redis.crc import key_slot
+
+    keys = Keys("readrate", 16)
+    for shard in range(16):
+        slots = {key_slot(k.encode()) for k in (keys.stream(shard), keys.doorbell(shard), keys.lease(shard),
+                                                 keys.import_progress(shard, "abc"))}
+        assert len(slots) == 1
+
+
+def test_workers_drain_every_shard_below_max_shards_and_producers_write_below_shards():
+    keys = Keys("readrate", 8, 16)
+
+    assert keys.drained == range(16)
+    assert {keys.shard_of(f"a-{i}") for i in range(1000)} == set(range(8))
+    assert Keys("readrate", 4).drained == range(4)
+
+
 def test_keys_default_to_prefix_readrate_and_four_shards():
-    assert Keys() == Keys("readrate", 4)
+    assert Keys() == Keys("readrate", 4, 0)
 
 
 def test_a_custom_prefix_names_every_key_and_the_queue():
     keys = Keys("site-b", 16)
 
-    assert keys.stream(15) == "site-b:events:15"
-    assert keys.doorbell(0) == "site-b:doorbell:0"
+    assert keys.stream(15) == "{site-b:15}:events"
+    assert keys.doorbell(0) == "{site-b:0}:doorbell"
     assert keys.queue == "site-b"
 
 
