@@ -2,6 +2,7 @@
 the `--check` verdict and the JSON document."""
 
 from __future__ import annotations
+from dataclasses import replace
 
 import pytest
 
@@ -92,9 +93,21 @@ def test_the_json_document_has_stable_snake_case_keys():
     doc = as_document(status_of(), [])
     assert list(doc) == ["queue", "backlog", "lag_s", "shards", "dead_letters", "dead_letters_by_reason",
                          "workers_alive", "workers", "queued_jobs", "failed_jobs", "failed_jobs_last_hour",
-                         "warnings", "check"]
+                         "warnings", "installation_id", "memory", "check"]
     assert list(doc["shards"][0]) == ["shard", "backlog", "lag_s", "committed_offset", "oldest_unapplied_id",
                                       "offset_updated_at"]
     assert list(doc["workers"][0]) == ["name", "state", "current_job_id", "last_heartbeat"]
     assert doc["check"] == {"ok": True, "problems": []}
     assert "check" not in as_document(status_of())
+
+
+def test_memory_warns_from_eighty_percent_of_maxmemory_and_fails_the_check_from_ninety():
+    from readrate.reports.health import Memory, memory_warnings
+
+    mb = 1_048_576
+    assert memory_warnings(Memory(79 * mb, 100 * mb)) == []
+    assert "80.0 MB of 100.0 MB maxmemory (80%)" in memory_warnings(Memory(80 * mb, 100 * mb))[0]
+    assert memory_warnings(Memory(500 * mb, 0)) == []  # no limit: nothing to warn of
+    assert problems(replace(status_of(), memory=Memory(89 * mb, 100 * mb)), Thresholds()) == []
+    assert problems(replace(status_of(), memory=Memory(90 * mb, 100 * mb)), Thresholds()) == [
+        "Redis memory at 90.0 MB of 100.0 MB maxmemory (90%); accepted: below 90%"]
