@@ -117,14 +117,14 @@ def kill_hard(process: subprocess.Popen) -> None:
 def stream_entries(redis, settings: Settings) -> dict[int, list[tuple[str, dict[bytes, bytes]]]]:
     """Every entry still in each shard's stream: shard -> [(stream id, fields)] in stream order."""
     out = {}
-    for shard in range(settings.shards):
+    for shard in settings.keys.drained:
         out[shard] = [(i.decode(), f) for i, f in redis.xrange(settings.keys.stream(shard))]
     return out
 
 
 def backlog(redis, settings: Settings) -> int:
     """Entries left in all of the installation's streams (applied ones are trimmed)."""
-    return sum(redis.xlen(settings.keys.stream(s)) for s in range(settings.shards))
+    return sum(redis.xlen(settings.keys.stream(s)) for s in settings.keys.drained)
 
 
 def id_key(stream_id: str) -> tuple[int, int]:
@@ -227,7 +227,7 @@ def assert_same_state(actual: dict[str, dict], expected: dict[str, dict]) -> Non
 
 
 def wire_fields(event) -> dict[bytes, bytes]:
-    """Wire format v1 fields of a Read or Vote, spelled out here rather than taken from events.wire."""
+    """Wire format fields of a Read or Vote, spelled out here rather than taken from events.wire."""
     fields = {b"k": b"vote" if hasattr(event, "rating") else b"read", b"a": event.article_id.encode(),
               b"t": str(event.at_ms).encode()}
     person = getattr(event, "voter", None) or getattr(event, "visitor", None)

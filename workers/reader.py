@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from redis import Redis
+from redis.cluster import RedisCluster
 
 from readrate.events.clock import now_ms
 from readrate.events.connections import WORKER, stream_client
@@ -54,6 +55,12 @@ class BatchReader:
 
     def read(self, stream: str, offset: str) -> Batch | None:
         """The batch after `offset`, folded, read in the caller's thread; None if there is none."""
+        if isinstance(self._redis, RedisCluster):
+            # A cluster client parses each reply with the callbacks of the node's own client first, and its
+            # own callback sees only the parsed entries: make the owning node's client raw as well (a node
+            # the client learns of later, after a failover, is made raw at its first read).
+            node = self._redis.get_redis_connection(self._redis.get_node_from_key(stream))
+            node.set_response_callback("XRANGE", _raw_reply)
         entries = self._redis.xrange(stream, min=after(offset), count=self.batch_size)
         return aggregate(entries, decoder=self._decoder, now_ms=self._clock_ms()) if entries else None
 

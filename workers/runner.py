@@ -18,7 +18,7 @@ import redis as redis_lib
 from rq.exceptions import StopRequested
 
 from readrate.events.connections import SWEEP, WORKER, redis_client, stream_client
-from readrate.events.errors import ReadrateError
+from readrate.events.errors import DatabaseUnavailable, ReadrateError
 from readrate.events.installation import RecordWatch
 from readrate.events.jobs import drain_queue
 from readrate.events.settings import Settings
@@ -28,7 +28,7 @@ from .db import check_database, make_engine, upgrade
 from .drain import Drainer, DrainTotals
 from .installation import establish
 from .rqadapter import DrainWorker
-from .sweep import Sweeper
+from .sweep import OUTAGE_LOG_INTERVAL_S, Sweeper
 
 log = logging.getLogger("readrate.worker")
 # Longest wait between attempts to reach Redis again after it dropped.
@@ -55,10 +55,44 @@ class WorkerProcess:
                                queue_redis=redis_client(settings.queue_redis_url, WORKER),
                                watch=RecordWatch(self.streams, settings.keys))
         sweep_streams = stream_client(settings.redis_url, SWEEP, cluster=settings.cluster)
-        self.sweeper = Sweeper(sweep_streams, settings.keys, drain_queue(redis_client(settings.queue_redis_url, SWEEP), settings.keys),
-                               watch=RecordWatch(sweep_streams, settings.keys))
+        self.sweeper = Sweeper(sweep_streams, settings.keys,
+                               drain_queue(redis_client(settings.queue_redis_url, SWEEP), settings.keys),
+                               watch=RecordWatch(sweep_streams, settings.keys), direct=self._drain_here)
+        # The sweep thread's own drainer, for a full Redis (made when first needed).
+        self._sweep_drainer: Drainer | None = None
+        self._full_since: float | None = None
         self.stop = threading.Event()
         self.prepared = False
+
+    # -- a full Redis ------------------------------------------------------------------------------
+    # At `maxmemory` with `noeviction` Redis refuses every command that may grow memory: RQ cannot
+    # register, dequeue or enqueue, no doorbell can be rung. A drain only reads, trims and deletes (its
+    # lease script is flagged allow-oom), so the sweep drains shards with backlog right here instead,
+    # which frees the memory; RQ picks up again once there is room.
+
+    def _drain_here(self, shard: int) -> None:
+        """Drain `shard` in the calling thread (start-up or --burst: no RQ job is running)."""
+        self._drain_directly(self.drainer, shard)
+
+    def _drain_in_sweep(self, shard: int) -> None:
+        """Drain `shard` in the sweep thread, with a drainer of its own (the RQ loop keeps the other)."""
+        if self._sweep_drainer is None:
+            streams = stream_client(self.settings.redis_url, WORKER, cluster=self.settings.cluster)
+            self._sweep_drainer = Drainer(self.settings, engine=self.engine, redis=streams,
+                                          queue_redis=redis_client(self.settings.queue_redis_url, WORKER),
+                                          watch=RecordWatch(streams, self.settings.keys))
+        self._drain_directly(self._sweep_drainer, shard)
+
+    def _drain_directly(self, drainer: Drainer, shard: int) -> None:
+        now = time.monotonic()
+        if self._full_since is None or now - self._full_since > OUTAGE_LOG_INTERVAL_S:
+            log.warning("Redis is full (maxmemory, noeviction): draining shard %d here, without RQ, to free "
+                        "memory", shard)
+            self._full_since = now
+        try:
+            drainer.drain(shard)
+        except DatabaseUnavailable as exc:
+            log.warning("shard %d: the database is unreachable (%s); the events wait in Redis", shard, exc)
 
     def prepare(self) -> None:
         """Apply migrations, check the installation record, and enqueue drains for every shard with backlog."""
@@ -88,7 +122,10 @@ class WorkerProcess:
         deadline = time.monotonic() + timeout_s
         try:
             while True:
-                self._worker().work(burst=True, logging_level=self.logging_level)
+                try:
+                    self._worker().work(burst=True, logging_level=self.logging_level)
+                except redis_lib.OutOfMemoryError:
+                    pass  # RQ cannot register in a full Redis: the sweep below drains directly
                 # Stopped by SIGTERM/SIGINT: the batch in hand was applied, the rest waits in Redis.
                 if self.drainer.stopping.is_set() or not backlog(self.streams, self.sweeper.follow()):
                     return self.drainer.totals
@@ -104,6 +141,7 @@ class WorkerProcess:
     def run_forever(self) -> None:
         """Work until SIGTERM/SIGINT; reconnect when Redis drops."""
         self.prepare()
+        self.sweeper.direct = self._drain_in_sweep
         sweep = threading.Thread(target=self.sweeper.run, name="readrate-sweep",
                                  args=(self.stop, self.settings.sweep_interval_ms / 1000), daemon=True)
         sweep.start()
@@ -114,6 +152,8 @@ class WorkerProcess:
                 started = time.monotonic()
                 try:
                     worker.work(logging_level=self.logging_level)
+                except redis_lib.OutOfMemoryError:
+                    log.info("Redis is full: RQ waits for room; the sweep drains shards directly meanwhile")
                 except redis_lib.RedisError as exc:
                     log.warning("Redis unavailable (%s); reconnecting in %.1f s", exc, wait_s)
                 if worker.stop_asked or self.drainer.stopping.is_set():
@@ -126,10 +166,14 @@ class WorkerProcess:
             pass  # SIGTERM/SIGINT between two RQ worker runs (reconnecting): no job is in hand
         finally:
             self.stop.set()
-            sweep.join(timeout=5)
+            if self._sweep_drainer is not None:
+                self._sweep_drainer.stopping.set()
+            sweep.join(timeout=10)
             self.close()
 
     def close(self) -> None:
+        if self._sweep_drainer is not None:
+            self._sweep_drainer.close()
         self.drainer.close()
         self.sweeper.redis.close()
         self.sweeper.queue.connection.close()

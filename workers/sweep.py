@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import redis as redis_lib
 from redis import Redis
@@ -34,11 +35,13 @@ class Sweeper:
     """Enqueues drains for shards with backlog, and moves due RQ retries back onto the queue."""
 
     def __init__(self, redis: Redis, keys: Keys, queue: Queue, *, stale_ms: int = STALE_DOORBELL_MS,
-                 watch: RecordWatch | None = None) -> None:
+                 watch: RecordWatch | None = None, direct: Callable[[int], object] | None = None) -> None:
         self.redis = redis
         self.keys = keys
         self.queue = queue
         self.stale_ms = stale_ms
+        # Drains a shard in this process when Redis is too full to ring its doorbell or queue its job.
+        self.direct = direct
         # The installation record: followed for `config set shards`, published again if Redis lost it.
         self.watch = watch
         self._retries = RetryMover(queue.connection, queue)
@@ -73,18 +76,33 @@ class Sweeper:
             backlog, doorbell_ttl_ms, leased = replies[3 * shard: 3 * shard + 3]
             if not backlog:
                 continue
-            doorbell = keys.doorbell(shard)
-            if doorbell_ttl_ms == -2:  # no doorbell: nobody has asked for a drain yet
-                if not self.redis.set(doorbell, 1, nx=True, px=DOORBELL_TTL_MS):
-                    continue
-            elif not force and (leased or DOORBELL_TTL_MS - doorbell_ttl_ms < self.stale_ms):
-                continue
-            else:
-                self.redis.set(doorbell, 1, px=DOORBELL_TTL_MS)
-            enqueue_drain(self.queue, shard)
-            enqueued.append(shard)
-        self._retries.move_due()
+            try:
+                if self._ring(keys, shard, doorbell_ttl_ms, leased, force):
+                    enqueued.append(shard)
+            except redis_lib.OutOfMemoryError:
+                # Redis is full (maxmemory, noeviction): no doorbell, no job can be written, but a drain
+                # only reads, deletes and trims, which Redis still allows, and so frees the memory.
+                if self.direct is None:
+                    raise
+                self.direct(shard)
+        try:
+            self._retries.move_due()
+        except redis_lib.OutOfMemoryError:
+            pass  # retries wait until Redis has room again; their shards are drained directly meanwhile
         return enqueued
+
+    def _ring(self, keys: Keys, shard: int, doorbell_ttl_ms: int, leased: int, force: bool) -> bool:
+        """Ring the shard's doorbell and enqueue its drain, unless a drain is already coming; True if enqueued."""
+        doorbell = keys.doorbell(shard)
+        if doorbell_ttl_ms == -2:  # no doorbell: nobody has asked for a drain yet
+            if not self.redis.set(doorbell, 1, nx=True, px=DOORBELL_TTL_MS):
+                return False
+        elif not force and (leased or DOORBELL_TTL_MS - doorbell_ttl_ms < self.stale_ms):
+            return False
+        else:
+            self.redis.set(doorbell, 1, px=DOORBELL_TTL_MS)
+        enqueue_drain(self.queue, shard)
+        return True
 
     def release(self) -> None:
         self._retries.release()

@@ -84,7 +84,11 @@ def import_events(app: App, file: str, input_format: str, kind: str | None, mapp
             source = open_source(raw, file, input_format, lambda n: progress.advance(task, n))
             settings = app.installed()
             emitter = Emitter.from_settings(settings, strict=True, redis=app.redis, queue_redis=app.queue_redis)
-            loader = Loader(app.redis, settings.keys, name, queue=drain_queue(app.queue_redis, settings.keys))
+            try:
+                loader = Loader(app.redis, settings.keys, name, queue=drain_queue(app.queue_redis, settings.keys))
+            except redis_lib.OutOfMemoryError as exc:
+                raise ImportStopped(f"Redis is full ({exc}): 0 events of this run were stored; run the same "
+                                    "command again once the workers have drained some", 0) from None
             if loader.resumed:
                 note("resuming an earlier run of this import: the lines it stored are skipped "
                      "(--again sends them again)")
