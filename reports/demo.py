@@ -30,6 +30,7 @@ from readrate.workers.articles import upsert_articles
 from readrate.workers.backlog import backlog
 from readrate.workers.db import make_engine, sqlite_file, upgrade
 from readrate.workers.schema import article_stats, metadata
+from readrate.workers.installation import establish
 
 from .localredis import HOW_TO_GET_REDIS, RedisServer, answers
 from .queries import TopQuery, top
@@ -81,7 +82,8 @@ def run_demo(settings: Settings, plan: DemoPlan, database_url: str) -> None:
 
 def _run(settings: Settings, redis: Redis, plan: DemoPlan, err: Console) -> None:
     engine = _fresh_database(settings.database_url)
-    err.print(f"Database: {engine.url.render_as_string(hide_password=True)} (emptied for the demo)")
+    err.print(f"Database: {redact(settings.database_url)} (emptied for the demo)")
+    settings = establish(engine, redis, settings)
     rng = random.Random(plan.seed)
     upsert_articles(engine, [{"article_id": article_id(i), "title": title(rng), "url": None}
                              for i in range(plan.articles)])
@@ -127,7 +129,7 @@ def _run(settings: Settings, redis: Redis, plan: DemoPlan, err: Console) -> None
             rows = top(conn, query)
             heading = "Most read" if by == "reads" else "Top rated (Bayesian average, at least 5 votes)"
             click.echo(render(rows, TOP_COLUMNS, "table", title=heading))
-    err.print(f"Explore it: readrate --database-url {settings.database_url} report top --by votes")
+    err.print(f"Explore it: readrate --database-url {redact(settings.database_url)} report top --by votes")
     engine.dispose()
 
 
@@ -165,7 +167,8 @@ def _fresh_database(url: str):
 
 
 def _clear_keys(redis: Redis, settings: Settings) -> None:
-    keys = list(redis.scan_iter(f"{settings.prefix}:*")) + list(redis.scan_iter(f"rq:*{settings.prefix}*"))
+    # Wire format v2 keys start with a hash tag: `{readrate-demo:0}:events`, `{readrate-demo}:installation`.
+    keys = list(redis.scan_iter(f"{{{settings.prefix}[:}}]*")) + list(redis.scan_iter(f"rq:*{settings.prefix}*"))
     if keys:
         redis.delete(*keys)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
-RUN_LANGUAGES = ("python", "sh")
+RUN_LANGUAGES = ("python", "sh", "php")
 TEXT_LANGUAGES = ("text",)
 
 _FENCE = re.compile(r"^```([\w-]*)\s*$")

@@ -1,9 +1,10 @@
 """Integration: producers that only XADD (a PHP page, `redis-cli`) are counted by a running worker.
 
-These tests speak wire format v1 with a plain redis-py client and nothing from
-`events`: the shard is computed here with zlib's crc32, the fields are spelled
-out by hand, and no doorbell is rung and no RQ job enqueued. Only a running
-`readrate worker` (its sweep) may pick the entries up.
+These tests speak wire format v2 with a plain redis-py client and nothing from
+`events`: the shard count is read from the installation hash, the shard computed
+here with zlib's crc32, the fields are spelled out by hand, and no doorbell is
+rung and no RQ job enqueued. Only a running `readrate worker` (its sweep) may
+pick the entries up.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 from redis import Redis
 
 from conftest import REDIS_URL
-from helpers import RunningWorker, backlog, tally, wait_for_listening_worker, wait_for_state
+from helpers import RunningWorker, backlog, run_cli, tally, wait_for_listening_worker, wait_for_state
 
 SHARDS = 4
 
@@ -24,9 +25,14 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def stream_key(prefix: str, article: str) -> str:
-    """`{prefix}:events:{crc32(utf-8 article id) mod shards}`, as DESIGN.md states the contract."""
-    return f"{prefix}:events:{zlib.crc32(article.encode('utf-8')) % SHARDS}"
+def stream_key(prefix: str, article: str, shards: int = SHARDS) -> str:
+    """`{PREFIX:SHARD}:events` with SHARD = crc32(utf-8 article id) mod shards, as DESIGN.md states the contract."""
+    return f"{{{prefix}:{zlib.crc32(article.encode('utf-8')) % shards}}}:events"
+
+
+def record_shards(plain: Redis, prefix: str) -> int:
+    """`HGET {PREFIX}:installation shards`: what a plain producer reads first."""
+    return int(plain.hget(f"{{{prefix}}}:installation", "shards"))
 
 
 @pytest.fixture
@@ -37,8 +43,9 @@ def plain():
 
 
 def xadd_all(plain: Redis, prefix: str, entries: list[dict[str, str]]) -> None:
+    shards = record_shards(plain, prefix)
     for fields in entries:
-        plain.xadd(stream_key(prefix, fields["a"]), fields)
+        plain.xadd(stream_key(prefix, fields["a"], shards), fields)
 
 
 def as_bytes(entries: list[dict[str, str]]):
@@ -63,7 +70,7 @@ def page_traffic(t: int) -> list[dict[str, str]]:
 
 
 def test_the_readme_shard_example_holds():
-    assert stream_key("readrate", "article-42") == "readrate:events:2"
+    assert stream_key("readrate", "article-42") == "{readrate:2}:events"
 
 
 def test_events_xadded_by_a_plain_client_are_counted_by_a_running_worker_alone(
@@ -100,6 +107,7 @@ def test_entries_xadded_one_at_a_time_while_the_worker_runs_are_all_counted(
 def test_entries_xadded_before_the_worker_started_are_counted_when_it_starts(
     settings, engine, redis, plain, tmp_path
 ):
+    assert run_cli(settings, "db", "upgrade").returncode == 0  # the installation exists; no worker yet
     entries = page_traffic(now_ms())
     xadd_all(plain, settings.prefix, entries)
     assert backlog(redis, settings) == len(entries)

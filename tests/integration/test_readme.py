@@ -161,9 +161,16 @@ def check_emit(run: Run) -> None:
 
 
 def check_wire(run: Run) -> None:
-    shard, *stream_ids = run.stdout.split()
+    shards, shard, *stream_ids = run.stdout.split()
+    assert shards == "4", run.stdout  # the installation record's shard count
     assert shard == "2", run.stdout  # the README says: crc32("article-42") mod 4 = 2
     assert len(stream_ids) == 2 and all(re.fullmatch(r"\d+-\d+", i) for i in stream_ids), run.stdout
+    run.readrate("worker", "--burst")
+    assert run.counters() == {"article-42": (1, 1, 4.0)}
+
+
+def check_php(run: Run) -> None:
+    assert run.stdout == "" and "Warning" not in run.stderr, run.stderr
     run.readrate("worker", "--burst")
     assert run.counters() == {"article-42": (1, 1, 4.0)}
 
@@ -229,6 +236,7 @@ def check_pseudonyms(run: Run) -> None:
 
 RECIPES: dict[str, Recipe] = {
     "emit": Recipe(
+        setup="readrate db upgrade",  # the installation exists, as the README's text says it must
         after="assert (emitter.stats.emitted, emitter.stats.failed, emitter.stats.rejected) == (4, 0, 0), emitter.stats",
         check=check_emit,
     ),
@@ -239,6 +247,8 @@ RECIPES: dict[str, Recipe] = {
         before='redis-cli() { command redis-cli -u "$REDIS_URL" "$@"; }',
         check=check_wire,
     ),
+    # A PHP page, once the installation exists: the test's own prefix, on the shared Redis.
+    "php": Recipe(setup="readrate db upgrade", check=check_php),
     "workers": Recipe(setup="readrate emit read article-42", check=check_workers),
     "cli": Recipe(check=check_cli),
     "import": Recipe(check=check_import),
@@ -248,10 +258,12 @@ RECIPES: dict[str, Recipe] = {
                       check=check_reports),
     # An installation that has run (its database exists) with one read not yet counted.
     "status": Recipe(setup="readrate db upgrade\nreadrate emit read article-42", check=check_status),
-    # "A half-star vote sent while the scale was whole stars": the vote is taken on a half-star
-    # scale, the worker counts on whole stars and refuses it.
+    # "A half-star vote a PHP page sent while the installation was on whole stars": a plain
+    # XADD to the shard of article-42 (crc32 mod 4 = 2), which the worker refuses.
     "dead": Recipe(
-        setup="READRATE_RATING_SCALE=0.5-5/0.5 readrate emit vote article-42 4.5 --voter user-1001\n"
+        setup="readrate db upgrade\n"
+              "redis-cli -u \"$REDIS_URL\" XADD \"{$READRATE_PREFIX:2}:events\" '*' k vote a article-42 "
+              "t \"$(date +%s%3N)\" v user-1001 r 4.5\n"
               "readrate worker --burst",
         check=check_dead,
     ),
@@ -268,6 +280,7 @@ assert listing["article-2"].rating_avg is None and listing["article-3"].votes_te
     ),
     # A web framework's request (Flask's spelling) and the emitter from the example above.
     "pseudonyms": Recipe(
+        setup="readrate db upgrade",
         env={"READRATE_ID_SECRET": "readme-test-secret-0123456789abcdef"},
         before="""
 from types import SimpleNamespace
@@ -323,9 +336,18 @@ def shell_script(block: Block, recipe: Recipe) -> str:
 RUNNABLE = [b for b in BLOCKS if b.runs]
 
 
+def php_with_redis() -> bool:
+    if shutil.which("php") is None:
+        return False
+    modules = subprocess.run(["php", "-m"], capture_output=True, text=True, timeout=30).stdout.split()
+    return "redis" in modules
+
+
 @pytest.mark.parametrize("block", RUNNABLE, ids=[b.id for b in RUNNABLE])
 def test_the_readme_example_runs_as_written(block: Block, tmp_path, prefix, sqlite_url):
     recipe = RECIPES.get(block.name or "", Recipe())
+    if block.language == "php" and not php_with_redis():
+        pytest.skip("PHP with the phpredis extension is not installed (.ci/run installs php-cli and php-redis)")
     if block.language == "sh":
         plan = plan_shell(block.code)
         if not plan.ran:
@@ -352,6 +374,10 @@ def test_the_readme_example_runs_as_written(block: Block, tmp_path, prefix, sqli
         what = f"the README example at line {block.line} ({block.id})"
         if block.language == "python":
             result = run.execute([str(VENV_BIN / "python"), "-c", python_script(block, recipe)], what)
+        elif block.language == "php":
+            script = tmp_path / "example.php"
+            script.write_text(block.code, encoding="utf-8")
+            result = run.execute(["php", str(script)], what)
         else:
             result = run.sh(shell_script(block, recipe), what)
         run.stdout, run.stderr = result.stdout, result.stderr
@@ -387,7 +413,7 @@ def test_the_examples_that_do_not_run_are_few_and_say_why():
 
 
 def test_the_readme_runs_a_python_and_a_shell_example_at_least():
-    assert {b.language for b in RUNNABLE} == {"python", "sh"}
+    assert {b.language for b in RUNNABLE} == {"python", "sh", "php"}
     assert sum(1 for b in RUNNABLE if b.language == "sh" and plan_shell(b.code).ran) >= 8
 
 
