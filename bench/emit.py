@@ -60,8 +60,13 @@ def run(env: Env, quick: bool) -> Outcome:
     raw: dict = {"sizes": n}
     rows: list[Row] = []
     for condition, with_worker in (("no worker", False), ("worker draining", True)):
-        p50, p99, per_s, detail = single(env, n["single"], n["warmup"], with_worker)
+        p50, p99, per_s, fixed_p50, detail = single(env, n["single"], n["warmup"], with_worker)
         raw[f"single read, {condition}"] = detail
+        if not with_worker:
+            rows.append(Row(f"{TITLE} · single read p50, the installation record followed ({condition})",
+                            p50[0], fixed_p50, "µs", "the same emitter with a fixed layout",
+                            (ratio_at_most(1.05, "≤ 1.05× fixed layout"),),
+                            note="the cost of re-reading {PREFIX}:installation every 2 s"))
         rows += [
             Row(f"{TITLE} · single read p50 ({condition})", p50[0], p50[1], "µs", "bare XADD",
                 (ratio_at_most(1.3, "≤ 1.3× bare XADD"),)),
@@ -94,7 +99,12 @@ def _reads(count: int, seed: int) -> list[tuple[str, str]]:
 
 def single(env: Env, count: int, warmup: int, with_worker: bool):
     settings = env.settings("emit", env.sqlite_url("emit"))
+    workload.prepared_engine(settings).dispose()  # the installation exists, as on a live site
     emitter = Emitter.from_settings(settings)
+    # The same page emitter with the layout fixed at construction (no record to follow): the baseline
+    # for what following the installation record costs. Its own client, so neither shares a pool.
+    fixed = Emitter(Redis.from_url(settings.redis_url, socket_connect_timeout=0.1, socket_timeout=0.25),
+                    keys=emitter.keys, scale=emitter.scale)
     bare = Redis.from_url(settings.redis_url)
     keys = settings.keys
     bare_keys = {shard: f"{settings.prefix}:bare:{shard}" for shard in range(settings.shards)}
@@ -103,26 +113,30 @@ def single(env: Env, count: int, warmup: int, with_worker: bool):
     worker = None
     try:
         if with_worker:
-            workload.prepared_engine(settings).dispose()
             worker = env.spawn_worker(settings, name="w")
             env.wait_registered(settings, 1, worker)
 
         def readrate_call(article: str, visitor: str, _key: str) -> None:
             emitter.read(article, visitor)
 
+        def fixed_call(article: str, visitor: str, _key: str) -> None:
+            fixed.read(article, visitor)
+
         def bare_call(article: str, visitor: str, key: str) -> None:
             bare.xadd(key, {"k": "read", "a": article, "t": str(now_ms()), "v": visitor})
 
         for article, visitor, key in targets[:warmup]:
             readrate_call(article, visitor, key)
+            fixed_call(article, visitor, key)
             bare_call(article, visitor, key)
         ours: list[float] = []
+        unfollowed: list[float] = []
         theirs: list[float] = []
         measured = targets[warmup:]
         with quiet_heap():
             for block, start in enumerate(range(0, len(measured), BLOCK)):
                 chunk = measured[start:start + BLOCK]
-                order = ((readrate_call, ours), (bare_call, theirs))
+                order = ((readrate_call, ours), (fixed_call, unfollowed), (bare_call, theirs))
                 for call, into in (order if block % 2 == 0 else order[::-1]):
                     for article, visitor, key in chunk:
                         t0 = time.perf_counter_ns()
@@ -133,11 +147,14 @@ def single(env: Env, count: int, warmup: int, with_worker: bool):
         if worker is not None:
             env.stop(worker)
         bare.close()
+        fixed._redis.close()
         env.clear(settings.prefix)
-    detail = {"readrate_us": summary(ours), "bare_xadd_us": summary(theirs), "calls_each": len(ours),
-              "warmup_each": warmup, "emitter_stats": vars(stats).copy(), "worker": with_worker}
+    detail = {"readrate_us": summary(ours), "fixed_layout_us": summary(unfollowed), "bare_xadd_us": summary(theirs),
+              "calls_each": len(ours), "warmup_each": warmup, "emitter_stats": vars(stats).copy(),
+              "worker": with_worker}
     return ((percentile(ours, 50), percentile(theirs, 50)), (percentile(ours, 99), percentile(theirs, 99)),
-            (rate(len(ours), sum(ours) / 1e6), rate(len(theirs), sum(theirs) / 1e6)), detail)
+            (rate(len(ours), sum(ours) / 1e6), rate(len(theirs), sum(theirs) / 1e6)),
+            percentile(unfollowed, 50), detail)
 
 
 def bulk(env: Env, count: int, rounds: int):

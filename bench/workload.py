@@ -29,6 +29,7 @@ from readrate.events.wire import encode
 from readrate.workers.db import make_engine, upgrade
 from readrate.workers.drain import Drainer
 from readrate.workers.schema import article_stats, rejected_events
+from readrate.workers.installation import establish
 from readrate.workers.writer import ensure_offsets
 
 from .harness import quiet_heap
@@ -112,9 +113,15 @@ def trimmed(redis: Redis, settings: Settings, timeout_s: float = 5.0) -> int:
 
 
 def prepared_engine(settings: Settings) -> Engine:
-    """An engine on the settings' database with migrations applied and offset rows made (untimed setup)."""
+    """An engine on the settings' database with migrations applied, the installation record created (in
+    the database and in Redis, as `readrate db upgrade` does) and offset rows made (untimed setup)."""
     engine = make_engine(settings.database_url, create=True)
     upgrade(engine)
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        establish(engine, redis, settings)
+    finally:
+        redis.close()
     ensure_offsets(engine, settings.shards)
     return engine
 
