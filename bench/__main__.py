@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from readrate.events.urls import redact
+
 from . import suite
 from .resources import Env, Unavailable
 
@@ -61,7 +63,7 @@ def main(quick: bool, names: list[str], out: Path | None, redis_url: str | None,
     with env:
         suite.echo_err(f"bench run {env.run_id}: {'quick' if quick else 'full'}, scenarios "
                        f"{', '.join(names)}; Redis: {env.redis_where}; "
-                       f"PostgreSQL: {env.pg_problem or env.pg_admin_url}")
+                       f"PostgreSQL: {env.pg_problem or redact(env.pg_admin_url)}")
         the_run = suite.run(env, names, quick, repeat, log=suite.echo_err)
     suite.write(the_run, path, argv)
     click.echo(suite.table(the_run.rows))

@@ -26,6 +26,7 @@ from redis import Redis
 from sqlalchemy import create_engine, text
 
 from readrate.events.settings import Settings
+from readrate.events.urls import redact
 from readrate.reports.localredis import RedisServer, answers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,8 +69,8 @@ class Env:
         # No redis-server to start: fall back to the Redis the rest of readrate would use.
         url = url or os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)
         if not answers(url):
-            raise Unavailable(f"no Redis answers at {url} and no redis-server is installed to start one")
-        self.redis_where = f"shared Redis at {url}, every key prefixed rrbench-{self.run_id}, deleted after"
+            raise Unavailable(f"no Redis answers at {redact(url)} and no redis-server is installed to start one")
+        self.redis_where = f"shared Redis at {redact(url)}, every key prefixed rrbench-{self.run_id}, deleted after"
         return url
 
     # -- names and settings ---------------------------------------------------------------------
@@ -96,7 +97,7 @@ class Env:
             finally:
                 engine.dispose()
         except Exception as exc:
-            return f"PostgreSQL unreachable at {self.pg_admin_url} ({type(exc).__name__})"
+            return f"PostgreSQL unreachable at {redact(self.pg_admin_url)} ({type(exc).__name__})"
         return None
 
     def _admin(self):

@@ -29,6 +29,7 @@ from readrate.events.wire import encode
 from readrate.workers.db import make_engine, upgrade
 from readrate.workers.drain import Drainer
 from readrate.workers.schema import article_stats, rejected_events
+from readrate.events.connections import CLI, stream_client
 from readrate.workers.installation import establish
 from readrate.workers.writer import ensure_offsets
 
@@ -117,7 +118,7 @@ def prepared_engine(settings: Settings) -> Engine:
     the database and in Redis, as `readrate db upgrade` does) and offset rows made (untimed setup)."""
     engine = make_engine(settings.database_url, create=True)
     upgrade(engine)
-    redis = Redis.from_url(settings.redis_url)
+    redis = stream_client(settings.redis_url, CLI, cluster=settings.cluster)
     try:
         establish(engine, redis, settings)
     finally:

@@ -1,4 +1,5 @@
-"""Finding a Redis to talk to, or starting a private `redis-server` for the demo and the tests."""
+"""Finding a Redis to talk to, or starting a private `redis-server` (or a 3-master Redis Cluster) for the
+demo, the tests and the benchmarks."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 import redis as redis_lib
+from redis import Redis
 
 from readrate.events.connections import PROBE, redis_client
 from readrate.events.errors import ConfigError, RedisUnavailable
@@ -24,14 +26,15 @@ HOW_TO_GET_REDIS = (
 def answers(url: str) -> bool:
     """True if a Redis at `url` answers PING; False if none is there.
 
-    A Redis that is there but refuses the password, or has no such database, is not
-    "no Redis": that raises ConfigError, so nobody starts a private one in its place.
+    A Redis that is there but refuses the password (RedisUnavailable, exit 3), or has
+    no such database (ConfigError), is not "no Redis": nobody starts a private one in its place.
     """
     client = redis_client(url, PROBE)
     try:
         return bool(client.ping())
     except redis_lib.AuthenticationError as exc:
-        raise ConfigError(f"the Redis at {redact(url)} refused the credentials in the URL: {exc}") from None
+        raise RedisUnavailable(f"Redis authentication failed: the Redis at {redact(url)} refused the user "
+                               f"name or password in the URL ({exc})") from None
     except redis_lib.ResponseError as exc:
         raise ConfigError(f"the Redis at {redact(url)} refused the connection: {exc}") from None
     except (redis_lib.RedisError, OSError):
@@ -97,6 +100,117 @@ class RedisServer:
             self.process = None
 
     def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+CLUSTER_MASTERS = 3
+
+
+class LocalCluster:
+    """`with LocalCluster() as cluster:` — a private 3-master Redis Cluster on 127.0.0.1 (no replicas, no
+    persistence) for the tests and the benchmarks; `cluster.url` is one node's. `stop()` removes it all."""
+
+    def __init__(self, masters: int = CLUSTER_MASTERS, *, appendonly: bool = False) -> None:
+        self.appendonly = appendonly
+        self.root = Path(tempfile.mkdtemp(prefix="readrate-cluster-"))
+        self.ports: list[int] = []
+        for _ in range(masters):
+            port = free_port()
+            while port in self.ports or port + 10_000 > 65_535:  # the cluster bus listens on port + 10000
+                port = free_port()
+            self.ports.append(port)
+        self.processes: list[subprocess.Popen] = []
+
+    @property
+    def url(self) -> str:
+        """REDIS_URL for readrate: the first node's (a cluster client learns the rest from it)."""
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    @property
+    def addresses(self) -> list[str]:
+        return [f"127.0.0.1:{port}" for port in self.ports]
+
+    def start(self, timeout_s: float = 30.0) -> LocalCluster:
+        binary = shutil.which("redis-server")
+        if binary is None or shutil.which("redis-cli") is None:
+            raise RuntimeError("redis-server and redis-cli must be installed for the Redis Cluster tests")
+        try:
+            for port in self.ports:
+                folder = self.root / str(port)
+                folder.mkdir()
+                self.processes.append(subprocess.Popen(
+                    [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
+                     "--cluster-enabled", "yes", "--cluster-config-file", str(folder / "nodes.conf"),
+                     "--cluster-node-timeout", "5000", "--save", "",
+                     "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
+                     "--maxmemory-policy", "noeviction", "--logfile", str(folder / "redis.log")],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            deadline = time.monotonic() + timeout_s
+            for port in self.ports:
+                self._wait(lambda: self._node(port).ping(), deadline, f"node {port} to answer PING")
+            subprocess.run(["redis-cli", "--cluster", "create", *self.addresses, "--cluster-replicas", "0",
+                            "--cluster-yes"], capture_output=True, text=True, timeout=timeout_s, check=True)
+            for port in self.ports:
+                self._wait(lambda: self._ready(port), deadline, f"node {port} to say cluster_state:ok")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _node(self, port: int) -> Redis:
+        return Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5, socket_timeout=2)
+
+    def _ready(self, port: int) -> bool:
+        """The node has the whole slot map and knows every node (redis-py parses CLUSTER INFO into a dict)."""
+        node = self._node(port)
+        try:
+            info = node.cluster("INFO")
+            return info.get("cluster_state") == "ok" and int(info.get("cluster_known_nodes", 0)) == len(self.ports)
+        finally:
+            node.close()
+
+    def _wait(self, condition, deadline: float, what: str) -> None:
+        while True:
+            try:
+                if condition():
+                    return
+            except Exception:  # noqa: BLE001 - not up yet
+                pass
+            if any(p.poll() is not None for p in self.processes):
+                raise RuntimeError(f"a cluster node exited while waiting for {what}; see {self.root}/*/redis.log")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out waiting for {what}; see {self.root}/*/redis.log")
+            time.sleep(0.05)
+
+    def clear(self, pattern_part: str) -> int:
+        """Delete every key, on every node, whose name contains `pattern_part`."""
+        deleted = 0
+        for port in self.ports:
+            node = self._node(port)
+            try:
+                for key in node.scan_iter(f"*{pattern_part}*", count=1000):
+                    deleted += node.delete(key)
+            finally:
+                node.close()
+        return deleted
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes = []
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> LocalCluster:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:

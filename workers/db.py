@@ -42,14 +42,18 @@ def normalize_url(url: str) -> str:
 def _parse(url: str):
     try:
         parsed = make_url(normalize_url(url))
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise ConfigError(
             f"database URL {redact(url)!r} is not a URL; e.g. sqlite:///readrate.db or postgresql://user@host/db"
         ) from None
+    if parsed.host and "@" in parsed.host:
+        # SQLAlchemy ends the password at its first "@", the rest would be shown as part of the host name.
+        raise ConfigError(f"database URL {redact(url)!r} has an '@' in its user name or password; write it "
+                          "percent-encoded, as %40")
     if parsed.get_backend_name() == "sqlite" and parsed.host:
         # sqlite://rr.db reads as host "rr.db" and no file: SQLAlchemy would open an empty in-memory database.
-        raise ConfigError(f"database URL {url!r} names no file; accepted: sqlite:///FILE (three slashes, "
-                          f"e.g. sqlite:///{parsed.host}) or sqlite:////ABSOLUTE/PATH")
+        raise ConfigError(f"database URL {redact(url)!r} names no file; accepted: sqlite:///FILE (three "
+                          f"slashes, e.g. sqlite:///{parsed.host}) or sqlite:////ABSOLUTE/PATH")
     return parsed
 
 

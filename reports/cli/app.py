@@ -189,7 +189,8 @@ def failure(exc: BaseException) -> tuple[ExitCode, str | None]:
     if isinstance(exc, ReadrateError):
         return ExitCode.FAILURE, _one_line(exc)
     if isinstance(exc, redis_lib.AuthenticationError):
-        return ExitCode.UNREACHABLE, f"Redis refused the credentials in REDIS_URL: {_one_line(exc)}"
+        return ExitCode.UNREACHABLE, ("Redis authentication failed: it refused the user name or password in "
+                                      f"REDIS_URL or READRATE_QUEUE_URL ({_one_line(exc)})")
     if isinstance(exc, (redis_lib.ConnectionError, redis_lib.TimeoutError)):
         return ExitCode.UNREACHABLE, f"Redis is unreachable: {_one_line(exc)}"
     if isinstance(exc, redis_lib.ResponseError) and "DB index is out of range" in str(exc):

@@ -6,6 +6,7 @@ import time
 
 import click
 
+from readrate.events.urls import redact
 from readrate.workers.runner import WorkerProcess
 
 from ..render import plural
@@ -38,5 +39,5 @@ def worker(app: App, burst: bool, name: str | None) -> None:
         return
     process.prepare()
     note(f"readrate worker: draining {plural(len(process.settings.keys.drained), 'shard')} of "
-         f"{app.settings.prefix!r} into {process.engine.url.render_as_string(hide_password=True)}; Ctrl-C to stop")
+         f"{app.settings.prefix!r} into {redact(app.settings.database_url)}; Ctrl-C to stop")
     process.run_forever()

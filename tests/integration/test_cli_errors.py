@@ -141,7 +141,9 @@ def test_the_exit_code_says_what_is_wrong(broken, prefix, tmp_path):
                 "redis-db-out-of-range": 2, "bad-scale": 2}[broken]
     if broken.startswith("redis"):
         sqlite3.connect(tmp_path / "readrate.db").close()
-        subprocess.run([*READRATE, "db", "upgrade"], env=env, cwd=tmp_path, capture_output=True, check=True)
+        # The installation is made with the good Redis; only the command under test meets the broken one.
+        subprocess.run([*READRATE, "db", "upgrade"], env={**env, "REDIS_URL": "redis://127.0.0.1:6379/0"},
+                       cwd=tmp_path, capture_output=True, check=True)
 
     done = run(command, env, tmp_path)
 

@@ -347,3 +347,51 @@ def test_the_first_event_after_a_redis_restart_is_not_lost_to_a_stale_connection
         client.close()
 
     assert (emitter.stats.emitted, emitter.stats.failed) == (2, 0)
+
+
+# -- what the emitter reports is what Redis did ------------------------------------
+
+
+def test_an_event_redis_stored_is_reported_stored_even_when_the_doorbell_after_it_is_refused(settings, redis):
+    """A Redis user that may XADD but not SET: the XADD lands, the doorbell is refused (NOPERM)."""
+    user = f"{settings.prefix}-nodoorbell"
+    redis.execute_command("ACL", "SETUSER", user, "on", ">pw-0123456789", "~*", "&*", "+@all", "-set")
+    try:
+        limited = Settings.from_env({}, redis_url=f"redis://{user}:pw-0123456789@127.0.0.1:6379/0",
+                                    prefix=settings.prefix)
+        emitter = Emitter.from_settings(limited)
+
+        assert emitter.read("article-42", visitor="v-1") is True
+        assert emitter.emit_many([emitter.make_read(f"a-{i}") for i in range(50)]) == 50
+
+        assert (emitter.stats.emitted, emitter.stats.failed) == (51, 0)
+        assert all_stream_lengths(redis, settings) == 51
+        assert not redis.exists(settings.keys.doorbell(settings.keys.shard_of("article-42")))
+    finally:
+        redis.execute_command("ACL", "DELUSER", user)
+
+
+def test_events_redis_refused_are_reported_failed_and_the_stored_ones_counted(settings, redis):
+    """A Redis user that may not XADD to one shard's stream: only that shard's events fail."""
+    user = f"{settings.prefix}-noshard0"
+    keys = settings.keys
+    allowed = [f"~{keys.stream(s)}" for s in range(1, 4)] + ["~*doorbell", "~*installation", "~rq:*"]
+    redis.execute_command("ACL", "SETUSER", user, "on", ">pw-0123456789", *allowed, "&*", "+@all")
+    try:
+        limited = Settings.from_env({}, redis_url=f"redis://{user}:pw-0123456789@127.0.0.1:6379/0",
+                                    prefix=settings.prefix)
+        emitter = Emitter.from_settings(limited)
+        events = [emitter.make_read(f"article-{i}") for i in range(200)]
+        to_shard_0 = sum(1 for e in events if keys.shard_of(e.article_id) == 0)
+
+        stored = emitter.emit_many(events)
+
+        assert 0 < to_shard_0 < 200
+        assert stored == 200 - to_shard_0 == all_stream_lengths(redis, settings)
+        assert (emitter.stats.emitted, emitter.stats.failed) == (stored, to_shard_0)
+        strict = Emitter.from_settings(limited, strict=True)
+        with pytest.raises(EmitError, match="took only") as caught:
+            strict.emit_many(events)
+        assert caught.value.stored == 200 - to_shard_0
+    finally:
+        redis.execute_command("ACL", "DELUSER", user)
