@@ -8,11 +8,14 @@ waits long enough to ride out a busy server, the CLI sits between the two.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import redis as redis_lib
 from redis import Redis
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from .errors import ConfigError
@@ -86,7 +89,25 @@ def stream_client(url: str, timeouts: Timeouts, *, cluster: bool = False) -> Red
         "retry": Retry(NoBackoff(), 3 if timeouts.retry else 0),
     }
     try:
-        return RedisCluster.from_url(check_redis_url(url), **options)
+        client = RedisCluster.from_url(check_redis_url(url), **options)
     except ValueError as exc:
         raise ConfigError(f"Redis URL {redact(url)!r} cannot be used: {exc}") from None
+    except RedisClusterException as exc:  # the client learns the slot map now, so it needs a node that answers
+        if "cluster mode is not enabled" in str(exc).lower():
+            raise ConfigError(f"REDIS_URL {redact(url)!r} is not a node of a Redis Cluster (cluster mode is not "
+                              "enabled there); unset READRATE_REDIS_CLUSTER to use it as a standalone Redis") from None
+        raise redis_lib.ConnectionError(f"no node of the Redis Cluster at {redact(url)} answers: {exc}") from None
+    # redis-py raises RedisClusterException, which is no RedisError, when no node answers while it relearns the
+    # slot map (after any connection error): every outage handler in readrate catches RedisError.
+    client.nodes_manager.initialize = _connection_error_when_unreachable(client.nodes_manager.initialize)
+    return client
+
+
+def _connection_error_when_unreachable(initialize: Callable[..., None]) -> Callable[..., None]:
+    def relearn(*args, **kwargs) -> None:
+        try:
+            initialize(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise redis_lib.ConnectionError(f"no node of the Redis Cluster answers: {exc}") from exc
+    return relearn
 

@@ -82,6 +82,11 @@ class Emitter:
         self._settings = settings
         self._watch = RecordWatch(redis, keys) if settings is not None else None
         self._unusable: ReadrateError | None = None
+        self._adopted = None  # the record the layout was last taken from
+        # Until then `_layout` has nothing to do: the record is looked at again only after it.
+        self._settled_until = 0.0
+        # Set while there is no client yet: a cluster client can only be built once a node answers.
+        self._connect: Callable[[], Redis] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, *, strict: bool = False, redis: Redis | None = None,
@@ -92,12 +97,22 @@ class Emitter:
         setting (READRATE_SHARDS, READRATE_RATING_SCALE) differs from it. If Redis does
         not answer yet, the record is read on the first event instead.
         """
-        client = redis or stream_client(settings.redis_url, PAGE, cluster=settings.cluster)
+        def connect() -> Redis:
+            return stream_client(settings.redis_url, PAGE, cluster=settings.cluster)
+
+        client = redis
+        if client is None:
+            try:
+                client = connect()
+            except redis_lib.RedisError:
+                pass  # no node of the Redis Cluster answers: the client is built at an event once one does
         if queue_redis is None and settings.queue_url is not None:
             queue_redis = redis_client(settings.queue_redis_url, PAGE)
         emitter = cls(client, keys=settings.keys, scale=settings.rating_scale, strict=strict,
                       queue_redis=queue_redis, settings=settings)
+        emitter._connect = connect if client is None else None
         try:
+            emitter._connected()
             emitter._follow(force=True)
         except redis_lib.RedisError:
             pass  # Redis is down at start-up: the first event tries again, and fails as any event would
@@ -111,6 +126,8 @@ class Emitter:
         if watch is None:
             return
         record = watch.refresh() if force else watch.current()
+        if record is not None and record is self._adopted:
+            return  # the same record as last time: nothing to take up (the common case, per event)
         if record is None:
             self._unusable = InstallationMissing(
                 f"no readrate installation at {self.keys.installation} in Redis: start a worker or run "
@@ -122,6 +139,7 @@ class Emitter:
             self._unusable = exc
             return
         self._unusable = None
+        self._adopted = record
         self.keys, self.scale = adopted.keys, adopted.rating_scale
 
     # -- the page hook calls -------------------------------------------------
@@ -183,13 +201,31 @@ class Emitter:
 
     # -- talking to Redis ----------------------------------------------------
 
+    def _connected(self) -> None:
+        """Build the client now if there was none (raises a RedisError while no node answers)."""
+        if self._connect is not None:
+            self._redis = self._connect()
+            self._connect = None
+            if self._watch is not None:
+                self._watch.redis = self._redis
+
     def _layout(self) -> None:
         """Follow the record; a Redis error here only means the last known layout is kept."""
+        if time.monotonic() < self._settled_until:
+            return  # the per-event path: connected, and the record was looked at less than refresh_s ago
         try:
+            self._connected()
             self._follow()
         except (redis_lib.RedisError, OSError, ReadrateError) as exc:
             if self._watch is not None and self._watch.record is None:
                 self._unusable = exc
+        watch = self._watch
+        if watch is None:
+            self._settled_until = float("inf") if self._connect is None else 0.0
+        elif self._unusable is None and self._connect is None and watch.record is self._adopted:
+            self._settled_until = time.monotonic() + watch.refresh_s
+        else:
+            self._settled_until = 0.0
 
     def _send(self, events: list[Event]) -> bool:
         """Send `events`; True if Redis stored every one of them. Counts what it stored in the stats."""
@@ -245,8 +281,9 @@ class Emitter:
         if not shards:
             return
         # The events are already in their streams; if this fails, the sweep enqueues within a second.
+        # The queue's own connection: with a Redis Cluster (or READRATE_QUEUE_URL) it is not the streams'.
         try:
-            with self._redis.pipeline() as pipe:
+            with self._queue.connection.pipeline() as pipe:
                 for shard in shards:
                     enqueue_drain(self._queue, shard, pipeline=pipe)
                 pipe.execute()

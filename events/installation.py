@@ -141,5 +141,6 @@ class RecordWatch:
                 raise InstallationMismatch(
                     f"the installation record in Redis ({self._keys.installation}) changed from installation "
                     f"{self.record.id} to {found.id}; restart this process")
-            self.record = found
+            if found != self.record:  # an unchanged record stays the same object: followers skip it cheaply
+                self.record = found
         return self.record

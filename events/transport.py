@@ -17,7 +17,9 @@ from collections.abc import Sequence
 
 from redis import Redis
 from redis.cluster import RedisCluster
-from redis.exceptions import AskError, MovedError, ResponseError, TryAgainError
+from redis.exceptions import AskError, MovedError, RedisClusterException, ResponseError, TryAgainError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 try:
     from hiredis import pack_command
@@ -31,6 +33,9 @@ MAX_REDIRECTS = 5
 
 def send(redis: Redis, commands: Sequence[Command], *, key_index: int = 1) -> list:
     """Every command's reply, in order; error replies as exceptions. Raises only when a connection fails.
+
+    On a cluster, a node whose connection fails gets that failure in place of its commands'
+    replies while the other nodes' replies stand; it raises only when no node answered.
 
     `key_index` is where the key sits in each command (for routing on a cluster);
     a command without a key (MULTI, EXEC) goes with the keyed command before it.
@@ -71,19 +76,36 @@ def _send_cluster(cluster: RedisCluster, commands: Sequence[Command], key_index:
         for i in todo:
             groups.setdefault(owners[i], []).append(i)
         redirected = []
+        failed = False
         for node_name, indexes in groups.items():
             node = cluster.get_node(node_name=node_name)
-            answers = _send_one(cluster.get_redis_connection(node), [commands[i] for i in indexes])
+            try:
+                answers = _send_one(cluster.get_redis_connection(node), [commands[i] for i in indexes])
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                # One node failing says nothing of the replies the others gave: its commands get the failure
+                # in place (whether they ran is unknown, so they are never sent again), the others their reply.
+                answers, failed = [exc] * len(indexes), True
             for i, answer in zip(indexes, answers):
                 replies[i] = answer
                 if isinstance(answer, (MovedError, AskError, TryAgainError)) and attempt < MAX_REDIRECTS:
                     redirected.append(i)
+        if failed:
+            if all(isinstance(reply, (RedisConnectionError, RedisTimeoutError)) for reply in replies):
+                raise replies[0]  # no node answered: as when a standalone Redis is down
+            _relearn(cluster)  # a failover may have moved the failed node's slots: route the next send anew
         if not redirected:
             return replies
         # The slot moved (resharding, a failover): learn the new map, then send what did not run again.
         cluster.nodes_manager.initialize()
         todo = _whole_transactions(commands, redirected)
     return replies
+
+
+def _relearn(cluster: RedisCluster) -> None:
+    try:
+        cluster.nodes_manager.initialize()
+    except (RedisConnectionError, RedisTimeoutError, RedisClusterException):
+        pass  # no node answers now: the next send fails as this one did, and tries again
 
 
 def _owners(cluster: RedisCluster, commands: Sequence[Command], key_index: int) -> list[str]:

@@ -71,7 +71,7 @@ class Status:
     queued_jobs: int
     redis_config: dict[str, str] | None
     warnings: list[str] = field(default_factory=list)
-    # Redis memory (the streams' Redis; summed over the masters of a cluster); maxmemory 0 means no limit.
+    # Redis memory (the streams' Redis; on a cluster the fullest master's); maxmemory 0 means no limit.
     memory: Memory | None = None
     installation_id: str | None = None
 

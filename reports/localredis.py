@@ -107,21 +107,34 @@ class RedisServer:
 
 
 CLUSTER_MASTERS = 3
+# Each cluster node also listens on its cluster bus port: its port + 10000.
+BUS_OFFSET = 10_000
+
+
+def _bus_port_free(port: int) -> bool:
+    """Each node also listens on its cluster bus port, port + 10000."""
+    if port + BUS_OFFSET > 65_535:
+        return False
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port + BUS_OFFSET))
+        except OSError:
+            return False
+    return True
 
 
 class LocalCluster:
-    """`with LocalCluster() as cluster:` — a private 3-master Redis Cluster on 127.0.0.1 (no replicas, no
-    persistence) for the tests and the benchmarks; `cluster.url` is one node's. `stop()` removes it all."""
+    """`with LocalCluster() as cluster:` — a private 3-master Redis Cluster on 127.0.0.1 (no replicas; AOF only
+    with `appendonly`) for the tests and the benchmarks; `cluster.url` is one node's. `stop()` removes it all."""
 
     def __init__(self, masters: int = CLUSTER_MASTERS, *, appendonly: bool = False) -> None:
         self.appendonly = appendonly
         self.root = Path(tempfile.mkdtemp(prefix="readrate-cluster-"))
         self.ports: list[int] = []
-        for _ in range(masters):
+        while len(self.ports) < masters:
             port = free_port()
-            while port in self.ports or port + 10_000 > 65_535:  # the cluster bus listens on port + 10000
-                port = free_port()
-            self.ports.append(port)
+            if port not in self.ports and _bus_port_free(port):
+                self.ports.append(port)
         self.processes: list[subprocess.Popen] = []
 
     @property
@@ -150,9 +163,12 @@ class LocalCluster:
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             deadline = time.monotonic() + timeout_s
             for port in self.ports:
-                self._wait(lambda: self._node(port).ping(), deadline, f"node {port} to answer PING")
-            subprocess.run(["redis-cli", "--cluster", "create", *self.addresses, "--cluster-replicas", "0",
-                            "--cluster-yes"], capture_output=True, text=True, timeout=timeout_s, check=True)
+                self._wait(lambda: self._ask(port, lambda node: node.ping()), deadline, f"node {port} to answer PING")
+            created = subprocess.run(["redis-cli", "--cluster", "create", *self.addresses, "--cluster-replicas", "0",
+                                      "--cluster-yes"], capture_output=True, text=True, timeout=timeout_s)
+            if created.returncode != 0:
+                said = created.stdout[-1000:] + created.stderr[-1000:]
+                raise RuntimeError(f"redis-cli --cluster create failed: {said}")
             for port in self.ports:
                 self._wait(lambda: self._ready(port), deadline, f"node {port} to say cluster_state:ok")
         except BaseException:
@@ -160,17 +176,26 @@ class LocalCluster:
             raise
         return self
 
-    def _node(self, port: int) -> Redis:
-        return Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5, socket_timeout=2)
+    def _ask(self, port: int, question):
+        node = Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5, socket_timeout=2)
+        try:
+            return question(node)
+        finally:
+            node.close()
 
     def _ready(self, port: int) -> bool:
         """The node has the whole slot map and knows every node (redis-py parses CLUSTER INFO into a dict)."""
-        node = self._node(port)
-        try:
-            info = node.cluster("INFO")
-            return info.get("cluster_state") == "ok" and int(info.get("cluster_known_nodes", 0)) == len(self.ports)
-        finally:
-            node.close()
+        info = self._ask(port, lambda node: node.cluster("INFO"))
+        return info.get("cluster_state") == "ok" and int(info.get("cluster_known_nodes", 0)) == len(self.ports)
+
+    def _logs(self) -> str:
+        """The end of every node's log, for a failure message (the directory is removed with the cluster)."""
+        tails = []
+        for port in self.ports:
+            log = self.root / str(port) / "redis.log"
+            if log.exists():
+                tails.append(f"--- node {port}:\n{log.read_text(errors='replace')[-800:]}")
+        return "\n".join(tails)
 
     def _wait(self, condition, deadline: float, what: str) -> None:
         while True:
@@ -180,21 +205,18 @@ class LocalCluster:
             except Exception:  # noqa: BLE001 - not up yet
                 pass
             if any(p.poll() is not None for p in self.processes):
-                raise RuntimeError(f"a cluster node exited while waiting for {what}; see {self.root}/*/redis.log")
+                raise RuntimeError(f"a cluster node exited while waiting for {what}:\n{self._logs()}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"timed out waiting for {what}; see {self.root}/*/redis.log")
+                raise RuntimeError(f"timed out waiting for {what}:\n{self._logs()}")
             time.sleep(0.05)
 
     def clear(self, pattern_part: str) -> int:
         """Delete every key, on every node, whose name contains `pattern_part`."""
         deleted = 0
         for port in self.ports:
-            node = self._node(port)
-            try:
-                for key in node.scan_iter(f"*{pattern_part}*", count=1000):
-                    deleted += node.delete(key)
-            finally:
-                node.close()
+            keys = self._ask(port, lambda node: list(node.scan_iter(f"*{pattern_part}*", count=1000)))
+            for key in keys:
+                deleted += self._ask(port, lambda node: node.delete(key))
         return deleted
 
     def stop(self) -> None:

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import redis as redis_lib
 from redis import Redis
+from redis.cluster import RedisCluster
 from sqlalchemy import Connection, Engine, func, inspect, select
 
 from readrate.events.jobs import drain_queue
@@ -83,26 +84,41 @@ def _worker_info(worker) -> WorkerInfo:
 
 
 def redis_config(redis: Redis) -> dict[str, str] | None:
-    """The Redis settings that decide whether events survive; None if CONFIG is not allowed."""
-    config: dict[str, str] = {}
+    """The Redis settings that decide whether events survive; None if CONFIG is not allowed.
+
+    On a cluster every master has its own settings, and one that may lose events loses
+    its shards' events: the master whose settings draw the most warnings is shown.
+    """
+    per_node: dict[str, dict[str, str]] = {}
     try:
         for name in REDIS_SETTINGS:
-            config.update({_decoded(k): _decoded(v) for k, v in redis.config_get(name).items()})
+            for node, answer in _per_master(redis, redis.config_get(name, **_masters(redis))).items():
+                per_node.setdefault(node, {}).update({_decoded(k): _decoded(v) for k, v in answer.items()})
     except redis_lib.ResponseError:
         return None
-    return config
+    return max(per_node.values(), key=lambda config: len(redis_warnings(config)), default={})
 
 
 def redis_memory(redis: Redis) -> Memory | None:
     """Memory used against maxmemory; on a cluster, the fullest master's (each master has its own limit)."""
     try:
-        info = redis.info("memory")
+        per_node = _per_master(redis, redis.info("memory", **_masters(redis)))
     except redis_lib.ResponseError:
         return None
-    # A cluster client answers per node: {node name: info}.
-    per_node = info.values() if info and all(isinstance(v, dict) for v in info.values()) else [info]
-    found = [Memory(int(i.get("used_memory", 0)), int(i.get("maxmemory", 0))) for i in per_node]
+    found = [Memory(int(i.get("used_memory", 0)), int(i.get("maxmemory", 0))) for i in per_node.values()]
     return max(found, key=lambda m: (m.share or 0.0, m.used_bytes), default=None)
+
+
+def _masters(redis: Redis) -> dict:
+    """Options that send a server command to every master of a cluster (by default a cluster client asks one)."""
+    return {"target_nodes": RedisCluster.PRIMARIES} if isinstance(redis, RedisCluster) else {}
+
+
+def _per_master(redis: Redis, reply) -> dict:
+    """A reply to `_masters` by node: a cluster client answers {node name: reply}, but a lone node just the reply."""
+    if isinstance(redis, RedisCluster) and len(redis.get_primaries()) > 1:
+        return reply
+    return {"": reply}
 
 
 def _decoded(value: bytes | str) -> str:

@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, text
 
 from readrate.events.settings import Settings
 from readrate.workers.db import make_engine, upgrade
+from readrate.workers.installation import establish
 from readrate.workers.writer import ensure_offsets
 from servers import Servers
 
@@ -116,10 +117,12 @@ def settings(prefix, database_url):
 
 
 @pytest.fixture
-def engine(settings):
-    """The test database with migrations applied and offset rows created."""
+def engine(settings, redis):
+    """The test database with migrations applied, the installation created (in the database and in Redis,
+    as `readrate db upgrade` does: pages can emit before any worker runs) and offset rows made."""
     engine = make_engine(settings.database_url, create=True)
     upgrade(engine)
+    establish(engine, redis, settings)
     ensure_offsets(engine, settings.shards)
     yield engine
     engine.dispose()

@@ -63,20 +63,22 @@ class App:
             return self.redis
         return redis_client(self.settings.queue_redis_url, CLI)
 
-    def installed(self) -> Settings:
-        """The settings adopted to the installation record, which is created (with the database) if none exists.
+    def installed(self, *, create: bool = True) -> Settings:
+        """The settings adopted to the installation record.
 
-        Producers' commands (emit, import, dead replay) read the record from Redis;
-        when Redis has none, this is the first command of a new installation, or
-        Redis lost its data: the database's record is published, or a new one made.
+        Producers' commands (emit, import) read the record from Redis; when Redis has
+        none, this is the first command of a new installation (`create`: the database
+        and the record are made), or Redis lost its data: the database's record is
+        published again. Without `create` a database with no tables is SchemaMissing.
         """
         if self._installed is None:
             record = read_record(self.redis, self.settings.keys)
             if record is not None:
                 self._installed = self.settings.adopt(record)
             else:
-                engine = self.engine(create=True)
-                upgrade(engine)
+                engine = self.engine(create=create)
+                if create:
+                    upgrade(engine)
                 self._installed = establish(engine, self.redis, self.settings)
         return self._installed
 

@@ -69,7 +69,7 @@ def dead_replay(app: App, ids: tuple[int, ...], everything: bool, reason: str | 
     if bool(ids) == everything:
         raise click.UsageError("say which dead letters to replay: --id ID (repeatable) or --all")
     with reachable(app.settings.database_url):
-        result = replay_dead(app.engine(), app.redis, app.installed(), now_ms=now_ms(),
+        result = replay_dead(app.engine(), app.redis, app.installed(create=False), now_ms=now_ms(),
                              ids=list(ids) if ids else None, reason=reason)
     if fmt == "json":
         click.echo(to_json(result.as_dict()), nl=False)

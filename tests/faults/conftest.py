@@ -19,6 +19,7 @@ from conftest import REDIS_URL, create_pg_database, drop_pg_database, pg_url
 from readrate.events.settings import Settings
 from readrate.reports.localredis import RedisServer
 from readrate.workers.db import make_engine, upgrade
+from readrate.workers.installation import establish
 from readrate.workers.writer import ensure_offsets
 
 from servers import PgCluster, pg_available
@@ -81,9 +82,15 @@ def fault_settings(database_url: str, *, redis_url: str = REDIS_URL, prefix: str
 
 
 def prepared_engine(settings: Settings):
-    """An engine on the settings' database with migrations applied and offset rows created."""
+    """An engine on the settings' database with migrations applied and the installation created (in the
+    database and in Redis, as `readrate db upgrade` does), so pages can emit before any worker starts."""
     engine = make_engine(settings.database_url, create=True)
     upgrade(engine)
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        establish(engine, redis, settings)
+    finally:
+        redis.close()
     ensure_offsets(engine, settings.shards)
     return engine
 

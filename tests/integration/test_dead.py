@@ -30,6 +30,12 @@ from readrate.workers.schema import rejected_events
 HALF_STARS = "0.5-5/0.5"
 
 
+def widen(settings) -> None:
+    """`readrate config set rating-scale 0.5-5/0.5`: the installation takes half stars from now on."""
+    result = run_cli(settings, "config", "set", "rating-scale", HALF_STARS, READRATE_RATING_SCALE="")
+    assert result.returncode == 0, result.stderr
+
+
 def drain(settings, **env) -> None:
     result = run_cli(settings, "worker", "--burst", timeout=120, **env)
     assert result.returncode == 0, result.stderr
@@ -79,7 +85,8 @@ def test_list_filters_by_reason_and_limits_the_rows(refused):
 
 
 def test_replay_after_widening_the_scale_re_emits_what_now_passes_and_keeps_what_still_fails(refused, engine, redis):
-    result = run_cli(refused, "dead", "replay", "--all", "--format", "json", READRATE_RATING_SCALE=HALF_STARS)
+    widen(refused)
+    result = run_cli(refused, "dead", "replay", "--all", "--format", "json", READRATE_RATING_SCALE="")
 
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -91,13 +98,14 @@ def test_replay_after_widening_the_scale_re_emits_what_now_passes_and_keeps_what
     for article in ("a-half", "b-half"):
         stream = refused.keys.stream(refused.keys.shard_of(article))
         assert [f[b"a"] for _i, f in redis.xrange(stream)] == [article.encode()]
-    drain(refused, READRATE_RATING_SCALE=HALF_STARS)
+    drain(refused, READRATE_RATING_SCALE="")
     assert counters(engine) == {"a-half": (0, 1, 4.5), "b-half": (0, 1, 2.5)}
 
 
 def test_a_second_replay_replays_nothing_twice(refused, engine, redis):
-    run_cli(refused, "dead", "replay", "--all", READRATE_RATING_SCALE=HALF_STARS)
-    again = run_cli(refused, "dead", "replay", "--all", "--format", "json", READRATE_RATING_SCALE=HALF_STARS)
+    widen(refused)
+    run_cli(refused, "dead", "replay", "--all", READRATE_RATING_SCALE="")
+    again = run_cli(refused, "dead", "replay", "--all", "--format", "json", READRATE_RATING_SCALE="")
 
     assert json.loads(again.stdout)["replayed"] == 0
     assert sum(redis.xlen(refused.keys.stream(s)) for s in range(refused.shards)) == 2
@@ -105,8 +113,9 @@ def test_a_second_replay_replays_nothing_twice(refused, engine, redis):
 
 def test_replay_by_id_replays_only_that_dead_letter(refused, engine, redis):
     wanted = next(r for r in dead_rows(engine) if json.loads(r.payload)["a"] == "b-half")
+    widen(refused)
 
-    result = run_cli(refused, "dead", "replay", "--id", str(wanted.id), READRATE_RATING_SCALE=HALF_STARS)
+    result = run_cli(refused, "dead", "replay", "--id", str(wanted.id), READRATE_RATING_SCALE="")
 
     assert result.returncode == 0, result.stderr
     assert "replayed 1 dead letter into the streams; 0 still fail and stay" in result.stderr
@@ -203,9 +212,9 @@ def test_purge_before_something_that_is_not_a_time_exits_2_quoting_it(refused, e
 def test_replay_of_an_id_that_does_not_exist_exits_1_naming_it_and_replays_nothing(refused, engine, redis):
     real = dead_rows(engine)[0].id
 
-    missing = run_cli(refused, "dead", "replay", "--id", "999999", READRATE_RATING_SCALE=HALF_STARS)
+    missing = run_cli(refused, "dead", "replay", "--id", "999999", READRATE_RATING_SCALE="")
     mixed = run_cli(refused, "dead", "replay", "--id", str(real), "--id", "999998", "--id", "999999",
-                    READRATE_RATING_SCALE=HALF_STARS)
+                    READRATE_RATING_SCALE="")
 
     assert missing.returncode == 1, missing.stderr
     assert missing.stderr.startswith("Error: no dead letter with id 999999; nothing was replayed")
