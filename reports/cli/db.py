@@ -10,12 +10,12 @@ from readrate.workers.installation import establish
 from .app import App, note, pass_app
 
 
-@click.group(short_help="Database migrations.")
+@click.group(short_help="Database migrations and the installation record.")
 def db() -> None:
-    """Database maintenance."""
+    """Database maintenance: migrations, and the installation record they come with."""
 
 
-@db.command("upgrade", short_help="Apply the migrations this version ships.")
+@db.command("upgrade", short_help="Apply the migrations; create and publish the installation record.")
 @pass_app
 def db_upgrade(app: App) -> None:
     """Apply the database migrations this version of readrate ships (Alembic); creates a SQLite file.

@@ -22,7 +22,9 @@ log = logging.getLogger("readrate.cli")
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--redis-url", envvar="REDIS_URL", metavar="URL",
-              help="Redis holding the event streams and the job queue. [env REDIS_URL; default redis://localhost:6379/0]")
+              help="Redis holding the event streams (a node of the Redis Cluster with READRATE_REDIS_CLUSTER=1) and, "
+                   "unless READRATE_QUEUE_URL names another, the job queue. "
+                   "[env REDIS_URL; default redis://localhost:6379/0]")
 @click.option("--database-url", envvar="DATABASE_URL", metavar="URL",
               help="SQL database the counters live in: sqlite:///FILE or postgresql://USER@HOST/DB. "
                    "[env DATABASE_URL; default sqlite:///readrate.db]")
