@@ -22,6 +22,7 @@ from readrate.events.jobs import drain_queue, enqueue_drain
 from readrate.events.synthetic import traffic
 from helpers import RunningWorker, backlog, tally_events, wait_for_state, wait_until
 from readrate.workers.db import normalize_url
+from readrate.workers.installation import change
 from readrate.workers.schema import rejected_events
 
 
@@ -66,6 +67,8 @@ class DatabaseHold:
 
 def test_a_lease_that_expires_mid_batch_lets_a_second_worker_in_but_nothing_is_applied_twice(
         settings, engine, redis, tmp_path):
+    # One shard, so both workers meet on it: the installation is set to one (`readrate config set shards 1`).
+    change(engine, redis, settings, shards=1)
     settings = replace(settings, shards=1, batch_size=2_000, lease_ms=LEASE_MS)
     events = list(traffic(events=10_000, articles=200, days=2, now_ms=now_ms(), seed=21, vote_share=0.3))
     emitter = Emitter(redis, keys=settings.keys, scale=settings.rating_scale, strict=True, enqueue=False)
