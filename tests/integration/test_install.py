@@ -109,13 +109,14 @@ def test_the_installed_console_script_runs_help_and_python_dash_m_runs_the_same_
 
 
 @pytest.mark.slow
-def test_the_installed_migrations_create_a_new_sqlite_database(plain):
-    database = plain.elsewhere / "plain.db"
-    plain.run(str(plain.bin / "readrate"), "db", "upgrade", DATABASE_URL=f"sqlite:///{database}")
+def test_the_installed_migrations_create_a_new_sqlite_database(plain, prefix):
+    database = plain.elsewhere / f"{prefix}.db"
+    plain.run(str(plain.bin / "readrate"), "db", "upgrade", DATABASE_URL=f"sqlite:///{database}",
+              REDIS_URL=REDIS_URL, READRATE_PREFIX=prefix)
     with sqlite3.connect(database) as conn:
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         (revision,) = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-    assert {"article_stats", "votes", "articles", "stream_offsets", "rejected_events"} <= tables
+    assert {"article_stats", "votes", "articles", "stream_offsets", "rejected_events", "installation"} <= tables
     assert revision == head_revision()
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from readrate.events.scale import RatingScale
 from helpers import backlog, counters, run_cli
 from readrate.workers.schema import rejected_events, votes, votes_daily
+from readrate.workers.installation import change
 
 RATINGS = Path("/work/shared/data/movielens-small/ratings.csv")
 HALF_STARS = "0.5-5/0.5"
@@ -49,6 +50,7 @@ def test_the_movielens_file_has_one_rating_per_user_and_movie(ratings):
 def test_every_movielens_movie_has_the_vote_count_and_average_computed_from_the_csv(
     settings, engine, redis, ratings
 ):
+    change(engine, redis, settings, rating_scale=RatingScale.parse(HALF_STARS))  # `readrate config set rating-scale`
     settings = replace(settings, rating_scale=RatingScale.parse(HALF_STARS))
     expected_votes: Counter = Counter()
     expected_sum: defaultdict = defaultdict(float)
