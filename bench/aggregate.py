@@ -17,6 +17,8 @@ from __future__ import annotations
 import signal
 import time
 
+from readrate.workers.db import make_engine
+
 from . import naive, workload
 from .harness import Outcome, Row, at_least, quiet_heap, rate, ratio_at_least, skipped
 from .resources import Env, Unavailable
@@ -83,7 +85,8 @@ def drain(env: Env, url: str, count: int) -> tuple[float, dict]:
 
 def naive_rate(env: Env, url: str, count: int) -> tuple[float, dict]:
     settings = env.settings("naive", url)
-    engine = workload.prepared_engine(settings)
+    # The naive design keeps a table of its own in the same database: no readrate installation.
+    engine = make_engine(settings.database_url, create=True)
     queue_name = settings.prefix
     events = list(workload.events(count))
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
