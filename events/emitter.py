@@ -26,7 +26,7 @@ from .clock import now_ms
 from .connections import PAGE, redis_client, stream_client
 from .errors import ConfigError, EmitError, InvalidEvent, ReadrateError
 from .installation import InstallationMismatch, InstallationMissing, RecordWatch
-from .jobs import drain_queue, enqueue_drain
+from .jobs import drain_queue, enqueue_drains
 from .model import Event, Read, Vote, check_time, to_ms
 from .scale import RatingScale, WHOLE_STARS
 from .settings import Settings
@@ -278,15 +278,8 @@ class Emitter:
         return stored
 
     def _enqueue(self, shards: list[int]) -> None:
-        if not shards:
-            return
-        # The events are already in their streams; if this fails, the sweep enqueues within a second.
-        # The queue's own connection: with a Redis Cluster (or READRATE_QUEUE_URL) it is not the streams'.
         try:
-            with self._queue.connection.pipeline() as pipe:
-                for shard in shards:
-                    enqueue_drain(self._queue, shard, pipeline=pipe)
-                pipe.execute()
+            enqueue_drains(self._queue, shards)
         except redis_lib.RedisError as exc:
             self._warn("could not enqueue a drain job (the sweep will): %s", exc)
 

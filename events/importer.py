@@ -175,11 +175,12 @@ def _time(value: object, unit_ms: int) -> object:
     return text
 
 
-def good_events(pairs: Iterable[tuple[int, Event | InvalidEvent]],
-                bad: list[tuple[int, str]]) -> Iterator[Event]:
-    """The events of `parse_lines`' pairs; the refused lines go to `bad` as (line number, reason)."""
+def good_lines(pairs: Iterable[tuple[int, Event | InvalidEvent]],
+               bad: list[tuple[int, str]]) -> Iterator[tuple[int, Event]]:
+    """The (line number, event) pairs of `parse_lines` that hold an event; refused lines go to `bad` as
+    (line number, reason)."""
     for line_no, item in pairs:
         if isinstance(item, InvalidEvent):
             bad.append((line_no, str(item)))
         else:
-            yield item
+            yield line_no, item

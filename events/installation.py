@@ -117,7 +117,6 @@ class RecordWatch:
     def __init__(self, redis: Redis, keys: Keys, *, refresh_s: float = REFRESH_S,
                  record: Installation | None = None) -> None:
         self.redis = redis
-        self.prefix = keys.prefix
         self._keys = keys
         self.refresh_s = refresh_s
         self.record = record

@@ -31,6 +31,18 @@ def drain_queue(redis: Redis, keys: Keys) -> Queue:
     return Queue(keys.queue, connection=redis, serializer=JSONSerializer)
 
 
+def enqueue_drains(queue: Queue, shards: list[int]) -> None:
+    """Enqueue a drain job for each of `shards` in one round trip on the queue's own connection (with a
+    Redis Cluster or READRATE_QUEUE_URL it is not the streams'). Raises the RedisError if that fails:
+    the events are already stored, and the workers' sweep enqueues within a second."""
+    if not shards:
+        return
+    with queue.connection.pipeline() as pipe:
+        for shard in shards:
+            enqueue_drain(queue, shard, pipeline=pipe)
+        pipe.execute()
+
+
 def enqueue_drain(queue: Queue, shard: int, *, pipeline=None):
     """Enqueue one `drain_shard(shard)` job, retried with backoff if it fails."""
     return queue.enqueue(

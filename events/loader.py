@@ -17,15 +17,15 @@ so running the same command again resumes it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from redis import Redis
+from redis import Redis, RedisError
 from rq import Queue
 
-from .errors import EmitError, InvalidEvent
-from .jobs import enqueue_drain
+from .errors import EmitError
+from .jobs import enqueue_drains
 from .model import Event
 from .transport import send
 from .wire import DOORBELL_TTL_MS, Keys, encode_flat
@@ -146,13 +146,10 @@ class Loader:
         self.result.shards_rung.update(shards)
         if self.queue is None or not shards:
             return
-        try:  # the events are stored; if this fails, the workers' sweep enqueues within a second
-            with self.queue.connection.pipeline() as pipe:
-                for shard in shards:
-                    enqueue_drain(self.queue, shard, pipeline=pipe)
-                pipe.execute()
-        except Exception:  # noqa: BLE001 - the sweep covers it
-            pass
+        try:
+            enqueue_drains(self.queue, shards)
+        except RedisError:
+            pass  # the events are stored; the workers' sweep enqueues within a second
 
 
 def _reason(replies: list) -> str:
@@ -162,11 +159,3 @@ def _reason(replies: list) -> str:
             return " ".join(str(reply).split())
     return "the transaction was not executed"
 
-
-def numbered(pairs: Iterable[tuple[int, object]], bad: list[tuple[int, str]]) -> Iterator[tuple[int, Event]]:
-    """The (line number, event) pairs of `parse_lines`; refused lines go to `bad` as (line number, reason)."""
-    for line_no, item in pairs:
-        if isinstance(item, InvalidEvent):
-            bad.append((line_no, str(item)))
-        else:
-            yield line_no, item

@@ -35,6 +35,7 @@ from readrate.events.installation import (
 from readrate.events.scale import RatingScale
 from readrate.events.settings import Settings
 from readrate.events.urls import redact
+from readrate.events.wire import rating_text
 
 from .db import reachable, writing
 from .schema import installation, votes
@@ -177,7 +178,7 @@ def _votes_off_scale(conn: Connection, scale: RatingScale) -> list[tuple[float, 
     off = []
     for rating, count in rows:
         try:
-            scale.check(repr(float(rating)) if rating != int(rating) else str(int(rating)))
+            scale.check(rating_text(float(rating)))
         except InvalidEvent:
             off.append((float(rating), int(count)))
     return off

@@ -15,9 +15,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, 
 import redis as redis_lib
 
 from readrate.events.emitter import Emitter
-from readrate.events.importer import FIELDS, ImportSpec, TimeUnitHint, parse_lines
+from readrate.events.importer import FIELDS, ImportSpec, TimeUnitHint, good_lines, parse_lines
 from readrate.events.jobs import drain_queue
-from readrate.events.loader import ImportStopped, Loader, import_id, numbered
+from readrate.events.loader import ImportStopped, Loader, import_id
 from readrate.events.records import MissingColumn, open_source
 
 from ..render import plural
@@ -94,7 +94,7 @@ def import_events(app: App, file: str, input_format: str, kind: str | None, mapp
                      "(--again sends them again)")
             events = parse_lines(source.lines, source.format, spec, emitter.make_read, emitter.make_vote, hint)
             try:
-                result = loader.load(numbered(events, bad))
+                result = loader.load(good_lines(events, bad))
             except MissingColumn as exc:  # raised before the first line, so nothing was sent
                 raise click.BadParameter(str(exc), param_hint="FILE") from None
             except ImportStopped as exc:
