@@ -94,13 +94,16 @@ def establish(engine: Engine, redis: Redis, settings: Settings) -> Settings:
 
 
 def _load_or_create(engine: Engine, redis: Redis, settings: Settings) -> tuple[Installation, str]:
+    # Redis first, then the database: a process creating the installation at the same moment publishes
+    # only after its insert commits, so a record seen in Redis here is already in this database if it is
+    # this database's.
+    in_redis = read_record(redis, settings.keys)
     with engine.connect() as conn:
         found = load(conn)
     if found is not None:
         return found
     # No record in the database. One in Redis means another database counts this prefix's events (or this
     # database was replaced): adopting it would split the events between two databases.
-    in_redis = read_record(redis, settings.keys)
     if in_redis is not None:
         raise InstallationMismatch(
             f"Redis prefix {settings.prefix!r} already belongs to {in_redis.describe()}, but database "
