@@ -10,6 +10,12 @@ and counted, never raised into page code; `strict=True` raises instead.
 Shards and rating scale come from the installation record (`{PREFIX}:installation`),
 read at start-up and again every few seconds, so `readrate config set` reaches
 running pages without a restart.
+
+The counting rules (events/rules.py) apply to `read()`: a bot's or a prefetch's view is
+dropped when the page passes `user_agent=` and `purpose=`, and with a visitor id a
+repeat within the read interval is dropped by Redis in the same round trip (one script
+on the shard's slot). Dropped reads are counted per reason and day. `emit_many()`
+sends events as given: it is for bulk and backfill, where the rules were applied at the source.
 """
 
 from __future__ import annotations
@@ -21,14 +27,16 @@ from dataclasses import dataclass
 
 import redis as redis_lib
 from redis import Redis
+from redis.exceptions import NoScriptError
 
-from .clock import now_ms
+from .clock import MS_PER_DAY, day_date, now_ms
 from .connections import PAGE, redis_client, stream_client
 from .errors import ConfigError, EmitError, InvalidEvent, ReadrateError
 from .installation import InstallationMismatch, InstallationMissing, RecordWatch
 from .jobs import drain_queue, enqueue_drains
 from .model import Event, Read, Vote, check_time, to_ms
-from .scale import RatingScale, WHOLE_STARS
+from .rules import REPEAT, drop_commands, read_command, screen, with_script_text
+from .scale import WHOLE_STARS, RatingScale
 from .settings import Settings
 from .transport import send
 from .wire import DOORBELL_TTL_MS, Keys, encode_flat
@@ -45,6 +53,12 @@ class EmitterStats:
     emitted: int = 0
     failed: int = 0
     rejected: int = 0
+    # Views a counting rule dropped (bot, prefetch, repeat, excluded): not failures.
+    ignored: int = 0
+
+
+# What `submit()` says of each event Redis answered for.
+QUEUED = "queued"
 
 
 class PartlyStored(EmitError):
@@ -69,8 +83,11 @@ class Emitter:
         clock_ms: Callable[[], int] = now_ms,
         queue_redis: Redis | None = None,
         settings: Settings | None = None,
+        read_interval_ms: int = 0,
     ) -> None:
         self._redis = redis
+        # One visitor's reads of one article count once per this many ms (0: every view counts).
+        self.read_interval_ms = read_interval_ms
         self.keys = keys
         self.scale = scale
         self.strict = strict
@@ -109,7 +126,7 @@ class Emitter:
         if queue_redis is None and settings.queue_url is not None:
             queue_redis = redis_client(settings.queue_redis_url, PAGE)
         emitter = cls(client, keys=settings.keys, scale=settings.rating_scale, strict=strict,
-                      queue_redis=queue_redis, settings=settings)
+                      queue_redis=queue_redis, settings=settings, read_interval_ms=settings.read_interval_ms)
         emitter._connect = connect if client is None else None
         try:
             emitter._connected()
@@ -119,6 +136,11 @@ class Emitter:
         if isinstance(emitter._unusable, InstallationMismatch):
             raise emitter._unusable
         return emitter
+
+    @property
+    def redis(self) -> Redis | None:
+        """The client events go through (None until a Redis Cluster node has answered)."""
+        return self._redis
 
     def _follow(self, *, force: bool = False) -> None:
         """Take up the installation record's shards and scale (re-read at most every few seconds)."""
@@ -144,13 +166,24 @@ class Emitter:
 
     # -- the page hook calls -------------------------------------------------
 
-    def read(self, article_id: str, visitor: str | None = None, at: object = None) -> bool:
-        """Record that `article_id` was read; True if Redis took the event."""
+    def read(self, article_id: str, visitor: str | None = None, at: object = None, *,
+             user_agent: str | None = None, purpose: str | None = None, method: str = "GET") -> bool:
+        """Record that `article_id` was read; True if Redis took the event as a counted read.
+
+        Pass the request's `user_agent` (and its Sec-Purpose or Purpose header as `purpose`, its
+        `method`) to have bots, headless browsers, prefetches and HEAD requests ignored; pass
+        `visitor` to have one visitor's repeat views within the read interval ignored. An
+        ignored view returns False and is counted as dropped, with its reason.
+        """
         try:
             event = self.make_read(article_id, visitor, at)
         except InvalidEvent as exc:
             return self._refuse(exc)
-        return self._send([event])
+        reason = screen(user_agent, purpose=purpose, method=method)
+        if reason is not None:
+            self.submit([], drops=[(event, reason)])
+            return False
+        return self._send([event], interval=True)
 
     def vote(self, article_id: str, rating: object, voter: str, at: object = None) -> bool:
         """Record that `voter` rated `article_id`; True if Redis took the event."""
@@ -227,43 +260,75 @@ class Emitter:
         else:
             self._settled_until = 0.0
 
-    def _send(self, events: list[Event]) -> bool:
+    def _send(self, events: list[Event], *, interval: bool = False) -> bool:
         """Send `events`; True if Redis stored every one of them. Counts what it stored in the stats."""
-        return self._send_counted(events) == len(events)
+        return self._send_counted(events, interval=interval) == len(events)
 
-    def _send_counted(self, events: list[Event]) -> int:
+    def _send_counted(self, events: list[Event], *, interval: bool = False) -> int:
         """Send `events` in one round trip; how many Redis stored (strict: raises unless all were)."""
+        outcomes = self.submit(events, interval=interval)
+        refused = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        stored = outcomes.count(QUEUED)
+        self.stats.ignored += len(events) - stored - len(refused)
+        if refused:
+            return self._failed(events, stored, refused[0], refused=len(refused))
+        self.stats.emitted += stored
+        return stored
+
+    def submit(self, events: list[Event], *, interval: bool = True,
+               drops: list[tuple[Event, str]] = (), extra: list[tuple] = ()) -> list[object]:
+        """Send `events` (and count `drops`, events a rule dropped, with their reasons) in one round trip.
+
+        Per event: QUEUED when Redis stored it, REPEAT when the read-interval rule dropped it
+        (`interval=True`; reads with a visitor only), or the exception saying why it was not stored
+        (a failed connection gives every event that exception). Never raises; touches no stats.
+        `extra` commands (keyed, e.g. a voter's own-rating mark) travel last, and what they answer is ignored.
+        """
         self._layout()
         if self._unusable is not None:
-            return self._failed(events, 0, self._unusable)
+            return [self._unusable] * len(events)
         keys = self.keys
+        interval_ms = self.read_interval_ms if interval else 0
         commands = []
         shards = set()
         for event in events:
             shard = keys.shard_of(event.article_id)
             shards.add(shard)
-            commands.append(("XADD", keys.stream(shard), "*", *encode_flat(event)))
+            if isinstance(event, Read):
+                commands.append(read_command(keys, shard, event, interval_ms))
+            else:
+                commands.append(("XADD", keys.stream(shard), "*", *encode_flat(event)))
         rung = sorted(shards)
         commands.extend(("SET", keys.doorbell(shard), "1", "NX", "PX", DOORBELL_TTL_MS) for shard in rung)
+        for event, reason in drops:
+            commands.extend(drop_commands(keys, keys.shard_of(event.article_id), reason,
+                                          day_date(event.at_ms // MS_PER_DAY)))
+        commands.extend(extra)
         try:
             replies = send(self._redis, commands)
+            replies = self._with_scripts(commands, replies)
         except Exception as exc:  # a page must never break because analytics did
             # The connection failed before every reply was read: nothing can be said of these events.
-            return self._failed(events, 0, exc)
-        refused = [reply for reply in replies[:len(events)] if isinstance(reply, Exception)]
-        stored = len(events) - len(refused)
+            return [exc] * len(events)
         if self._queue is not None:
             # A doorbell that could not be rung (Redis full) is rung by the sweep.
             self._enqueue([shard for shard, reply in zip(rung, replies[len(events):])
                            if reply and not isinstance(reply, Exception)])
-        if refused:
-            return self._failed(events, stored, refused[0])
-        self.stats.emitted += stored
-        return stored
+        return [reply if isinstance(reply, Exception) else QUEUED if reply is not None else REPEAT
+                for reply in replies[:len(events)]]
 
-    def _failed(self, events: list[Event], stored: int, exc: BaseException) -> int:
+    def _with_scripts(self, commands: list[tuple], replies: list) -> list:
+        """Replies with every NOSCRIPT answered again by EVAL (a restarted Redis forgot the script;
+        the command did not run, so sending it again counts nothing twice)."""
+        again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if again:
+            for i, reply in zip(again, send(self._redis, [with_script_text(commands[i]) for i in again])):
+                replies[i] = reply
+        return replies
+
+    def _failed(self, events: list[Event], stored: int, exc: BaseException, *, refused: int | None = None) -> int:
         self.stats.emitted += stored
-        self.stats.failed += len(events) - stored
+        self.stats.failed += len(events) - stored if refused is None else refused
         said = (f"Redis took only {stored} of {len(events)} event(s): {exc}" if stored else
                 f"Redis did not take {len(events)} event(s): {exc}")
         if self.strict:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from .connections import check_redis_url
 from .errors import ConfigError
 from .installation import Installation, InstallationMismatch
+from .rules import DEFAULT_READ_INTERVAL_MS, parse_interval
 from .scale import RatingScale, WHOLE_STARS
 from .wire import Keys
 
@@ -44,6 +45,8 @@ class Settings:
     batch_size: int = 20_000
     lease_ms: int = 10_000
     sweep_interval_ms: int = 500
+    # One visitor's reads of one article count once per this many ms (READRATE_READ_INTERVAL; 0: every view).
+    read_interval_ms: int = DEFAULT_READ_INTERVAL_MS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -59,6 +62,7 @@ class Settings:
             "cluster": _env_flag(env, "READRATE_REDIS_CLUSTER"),
             "batch_size": _env_int(env, "READRATE_BATCH_SIZE", 20_000, low=1, high=1_000_000),
             "lease_ms": _env_int(env, "READRATE_LEASE_MS", 10_000, low=100, high=3_600_000),
+            "read_interval_ms": parse_interval(env.get("READRATE_READ_INTERVAL") or "30m"),
         }
         given = {k for k, v in overrides.items() if v is not None}
         explicit = {name for name, var in _SEEDS.items() if env.get(var) or name in given}

@@ -361,7 +361,8 @@ def test_an_event_redis_stored_is_reported_stored_even_when_the_doorbell_after_i
                                     prefix=settings.prefix)
         emitter = Emitter.from_settings(limited)
 
-        assert emitter.read("article-42", visitor="v-1") is True
+        # No visitor: a visitor's read is the repeat script, whose SET this user may not run at all.
+        assert emitter.read("article-42") is True
         assert emitter.emit_many([emitter.make_read(f"a-{i}") for i in range(50)]) == 50
 
         assert (emitter.stats.emitted, emitter.stats.failed) == (51, 0)

@@ -1,0 +1,112 @@
+"""The collector's vote and counters endpoints: POST /v1/vote, GET /v1/counters (a contract).
+
+POST /v1/read, the hot path, is reads.py; the two share their validation and answers.
+A vote answers only after Redis took or refused it. Bad input is a 4xx with an
+`error` that quotes the value and says what is accepted; Redis down is a 503 with
+Retry-After, within the page emitter's short timeouts, never a hang and never a 500.
+"""
+
+from __future__ import annotations
+
+from readrate.events.clock import now_ms
+from readrate.events.emitter import QUEUED
+from readrate.events.errors import InvalidEvent
+from readrate.events.model import Read, Vote
+from readrate.events.rules import is_bot
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .counters import CounterCache
+from .reads import MAX_BODY_BYTES, RETRY_AFTER_S, article_of, parse_object, unavailable
+from .state import BadRequest, Collector
+
+MAX_ARTICLES_PER_LISTING = 100
+# How long a voter's own rating is remembered in Redis, to show it before the workers have counted it.
+OWN_RATING_TTL_S = 3600
+
+
+def error(status: int, text: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": text}, status_code=status, headers=headers)
+
+
+async def json_body(request: Request) -> dict:
+    """The request's JSON object (any content type: sendBeacon sends text/plain), at most 4 KB."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise BadRequest(413, f"the body is {int(declared):,} bytes; accepted: at most {MAX_BODY_BYTES:,}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise BadRequest(413, f"the body exceeds {MAX_BODY_BYTES:,} bytes")
+    return parse_object(bytes(body))
+
+
+def _rating(doc: dict) -> object:
+    rating = doc.get("rating")
+    if rating is None:
+        raise BadRequest(400, 'field "rating" is missing; expected {"article": "ID", "rating": 4}')
+    if isinstance(rating, bool) or not isinstance(rating, (int, float)):
+        raise BadRequest(400, f'field "rating" is {type(rating).__name__}, not a number: {str(rating)[:40]!r}')
+    return rating
+
+
+async def post_vote(request: Request) -> Response:
+    collector: Collector = request.app.state.collector
+    try:
+        collector.check_origin(request)
+        doc = await json_body(request)
+        article = article_of(doc)
+        rating = collector.scale().check(_rating(doc))
+        voter, new_cookie = collector.voter(request, doc.get("voter_token"))
+        wait_s = collector.vote_limit.take(collector.address(request))
+        if wait_s:
+            raise BadRequest(429, f"too many votes from this client; at most {collector.web.votes_per_minute} "
+                                  "a minute", {"Retry-After": collector.vote_limit.retry_after(wait_s)})
+        event = Vote(article, now_ms(), voter, rating)
+        if is_bot(request.headers.get("user-agent", "")):
+            collector.count("vote", "bot")
+            collector.round_trips.count_drop(event, "bot")
+            return JSONResponse({"status": "ignored", "reason": "bot"})
+        outcome = await collector.send_vote(event, OWN_RATING_TTL_S)
+        if outcome != QUEUED:
+            raise unavailable(outcome)  # type: ignore[arg-type]
+    except InvalidEvent as exc:
+        collector.count("vote", "400")
+        return error(400, str(exc))
+    except BadRequest as exc:
+        collector.count("vote", "unavailable" if exc.status == 503 else str(exc.status))
+        return error(exc.status, exc.error, exc.headers)
+    collector.count("vote", "queued")
+    response = JSONResponse({"status": "queued", "your_rating": rating}, status_code=202)
+    if new_cookie is not None:
+        collector.set_voter_cookie(response, request, new_cookie)
+    return response
+
+
+async def get_counters(request: Request) -> Response:
+    collector: Collector = request.app.state.collector
+    ids = request.query_params.getlist("article")
+    if not ids:
+        return error(400, "name at least one article: /v1/counters?article=ID&article=ID2")
+    if len(ids) > MAX_ARTICLES_PER_LISTING:
+        return error(400, f"{len(ids)} articles asked for; accepted: at most {MAX_ARTICLES_PER_LISTING} a request")
+    for article in ids:
+        try:
+            Read(article, 0)
+        except InvalidEvent as exc:
+            return error(400, str(exc))
+    try:
+        found = await collector.counters.get(ids)
+    except Exception as exc:  # noqa: BLE001 - a database that does not answer is a 503, not a 500
+        return error(503, f"the counters are not available now ({type(exc).__name__}); try again shortly",
+                     {"Retry-After": RETRY_AFTER_S})
+    voter = collector.known_voter(request)
+    yours = await collector.own_ratings(voter, ids) if voter else {}
+    scale = collector.scale()
+    doc = {
+        "articles": {a: {**found[a], "your_rating": yours.get(a)} for a in ids},
+        "scale": {"min": float(scale.low), "max": float(scale.high), "step": float(scale.step)},
+    }
+    cache = "private, max-age=0" if voter else f"public, max-age={CounterCache.MAX_AGE_S}"
+    return JSONResponse(doc, headers={"Cache-Control": cache})
