@@ -9,12 +9,14 @@ import click
 from sqlalchemy import Connection, inspect
 
 from readrate.events.clock import utc_now
+from readrate.events.rules import DROPPED_KEEP_DAYS, REASONS, dropped_counts
 from readrate.workers.db import reachable
 from readrate.workers.installation import load as load_installation
 
 from ..detail import UnknownArticle, article_report
 from ..queries import TopQuery, has_data, summary, top
 from ..ranking import DEFAULT_PRIOR_VOTES, RANKINGS
+from ..render import Column, count, render
 from ..trending import DEFAULT_PRIOR_READS, trend_windows
 from ..views import article_text, summary_text, top_text
 from ..windows import Window, check_window
@@ -234,3 +236,36 @@ def _scale(conn, settings):
     """The installation's rating scale (the histogram's buckets): the database's record, else the seed."""
     found = load_installation(conn) if inspect(conn).has_table("installation") else None
     return found[0].rating_scale if found else settings.rating_scale
+
+
+DROPPED_COLUMNS = [Column("day", "day (UTC)"), *(Column(r, r, count, numeric=True) for r in REASONS),
+                   Column("total", "total", count, numeric=True)]
+
+
+@report.command("dropped", short_help="Events the counting rules dropped, per reason and day.")
+@click.option("--since", type=When(), default="7d", show_default=True,
+              help="First day shown: a duration before now (7d, 2w) or an ISO date. Days are UTC.")
+@click.option("--until", type=When(), help="Day after the last one shown (exclusive). [default: today included]")
+@format_option
+@pass_app
+def report_dropped(app: App, since: datetime, until: datetime | None, fmt: str) -> None:
+    """Reads and votes that a counting rule dropped, per UTC day and reason: `bot` (crawlers, headless
+    browsers, no user agent), `prefetch` (prefetches, prerenders, HEAD requests), `repeat` (the same
+    visitor within READRATE_READ_INTERVAL) and `excluded` (a browser its owner opted out).
+
+    Counted by the collector and by page emitters given a user agent; kept 400 days in Redis."""
+    last = (until - timedelta(microseconds=1)).date() if until is not None else utc_now().date()
+    first = since.date()
+    if last < first:
+        raise click.BadParameter(f"the window ends on {last}, before --since {first}", param_hint="--since/--until")
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    if len(days) > DROPPED_KEEP_DAYS:
+        raise click.BadParameter(f"{len(days):,} days asked for; drops are kept {DROPPED_KEEP_DAYS} days",
+                                 param_hint="--since")
+    settings = app.installed(create=False)
+    counts = dropped_counts(app.redis, settings.keys, days)
+    rows = [{"day": day, **{r: counts[day].get(r, 0) for r in REASONS}, "total": sum(counts[day].values())}
+            for day in days]
+    if not any(row["total"] for row in rows):
+        note(f"no dropped events from {first} to {last}")
+    click.echo(render(rows, DROPPED_COLUMNS, fmt, title=f"Dropped events, {first} to {last} (UTC)"), nl=False)
