@@ -181,6 +181,7 @@ class Emitter:
             return self._refuse(exc)
         reason = screen(user_agent, purpose=purpose, method=method)
         if reason is not None:
+            self.stats.ignored += 1
             self.submit([], drops=[(event, reason)])
             return False
         return self._send([event], interval=True)

@@ -124,12 +124,18 @@ def _run(settings: Settings, redis: Redis, plan: DemoPlan, err: Console) -> None
     _verify(engine, expected, err)
     err.print(f"{plan.events:,} events emitted and counted in {seconds:.1f} s "
               f"({plan.events / seconds:,.0f} events/s end to end)\n")
+    most_read = []
     with engine.connect() as conn:
         for by, query in (("reads", TopQuery("reads", 10)), ("rating", TopQuery("rating", 10, min_votes=5))):
             rows = top(conn, query)
+            most_read = rows if by == "reads" else most_read
             heading = "Most read" if by == "reads" else "Top rated (Bayesian average, at least 5 votes)"
             click.echo(render(rows, TOP_COLUMNS, "table", title=heading))
     err.print(f"Explore it: readrate --database-url {redact(settings.database_url)} report top --by votes")
+    article = most_read[0].article_id if most_read else article_id(0)
+    err.print(f"See it on a page: readrate --database-url {redact(settings.database_url)} --prefix {settings.prefix} "
+              f"serve --example\n  then open http://127.0.0.1:8787/example/{article} in a browser "
+              "(the article page with its counters and stars; Ctrl-C stops the server)")
     engine.dispose()
 
 

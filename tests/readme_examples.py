@@ -25,7 +25,8 @@ from pathlib import Path
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 RUN_LANGUAGES = ("python", "sh", "php")
-TEXT_LANGUAGES = ("text",)
+# Synopses, diagrams and page snippets: shown, never run (an html snippet is checked by its own test).
+TEXT_LANGUAGES = ("text", "html")
 
 _FENCE = re.compile(r"^```([\w-]*)\s*$")
 _MARKER = re.compile(r"^<!--\s*(example|not run):\s*(.*?)\s*-->\s*$")
@@ -42,6 +43,8 @@ LONG_RUNNING = (
                                                   "tests/integration/test_bench.py runs `bench --quick`"),
     (re.compile(r"^readrate worker\b(?!.*\s--burst\b)"), "a worker without --burst runs until it is stopped; "
                                                          "`readrate worker --burst` runs wherever the README has it"),
+    (re.compile(r"^readrate serve\b"), "the collector runs until it is stopped; tests/integration/test_collector.py "
+                                       "and tests/browser run it"),
 )
 
 

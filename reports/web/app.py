@@ -27,6 +27,7 @@ from starlette.routing import Route
 from .collector import get_counters, post_vote
 from .config import CollectorSettings
 from .counters import CounterCache
+from .example import example_page, example_text
 from .metrics import InstallationGauges, metrics_text
 from .reads import ReadEndpoint
 from .state import Collector
@@ -105,11 +106,15 @@ async def dashboard(request: Request) -> Response:
 
 
 async def example(request: Request) -> Response:
-    from .example import example_page, example_text
-
+    """An article page with the widget under it; a title from `readrate articles import` where there is one."""
+    collector: Collector = request.app.state.collector
     article = request.path_params["article"]
     title, paragraphs = example_text(article)
-    return HTMLResponse(example_page(article, title=title, paragraphs=paragraphs))
+    try:
+        known = await collector.counters.title(article)
+    except Exception:  # noqa: BLE001 - the page renders without its title; the widget says what it can
+        known = None
+    return HTMLResponse(example_page(article, title=known or title, paragraphs=paragraphs))
 
 
 def build_app(settings: Settings, web: CollectorSettings) -> Dispatch:

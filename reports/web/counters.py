@@ -13,6 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from readrate.reports.page import fetch
+from readrate.reports.queries import titles
 from readrate.workers.schema import votes
 from sqlalchemy import Engine, select
 
@@ -69,6 +70,13 @@ class CounterCache:
                 rows = conn.execute(select(votes.c.article_id, votes.c.rating)
                                     .where(votes.c.voter_id == voter, votes.c.article_id.in_(ids)))
                 return {a: float(r) for a, r in rows}
+        return await asyncio.get_running_loop().run_in_executor(self.thread, query)
+
+    async def title(self, article: str) -> str | None:
+        """The article's title from the catalog (`readrate articles import`), if it has one."""
+        def query() -> str | None:
+            with self.engine.connect() as conn:
+                return titles(conn, [article]).get(article)
         return await asyncio.get_running_loop().run_in_executor(self.thread, query)
 
     def close(self) -> None:

@@ -36,7 +36,9 @@ from readme_examples import (README, RUN_LANGUAGES, TEXT_LANGUAGES, Block, bare,
                              read_blocks)
 from sqlalchemy import func, select
 
+from readrate.events.tokens import sign
 from readrate.reports.localredis import RedisServer
+from readrate.reports.web.example import SNIPPET
 from readrate.workers.db import make_engine
 from readrate.workers.schema import articles, rejected_events
 
@@ -234,6 +236,21 @@ def check_pseudonyms(run: Run) -> None:
     assert run.counters() == {"article-42": (0, 1, 4.0)}
 
 
+VOTER_SECRET = "readme-voter-secret-0123456789"
+
+
+def check_emit_rules(run: Run) -> None:
+    run.readrate("worker", "--burst")
+    assert run.counters() == {"article-42": (1, 0, 0.0)}
+    dropped = json.loads(run.readrate("report", "dropped", "--since", "1d", "--format", "json"))
+    assert (sum(day["bot"] for day in dropped), sum(day["repeat"] for day in dropped)) == (1, 1), dropped
+
+
+def check_voter_token(run: Run) -> None:
+    # The contract's token, computed here by readrate's own signer: both examples print the same string.
+    assert run.stdout.split() == [sign("user-1001", VOTER_SECRET.encode())], run.stdout
+
+
 RECIPES: dict[str, Recipe] = {
     "emit": Recipe(
         setup="readrate db upgrade",  # the installation exists, as the README's text says it must
@@ -296,6 +313,29 @@ assert ids.voter_id("::ffff:203.0.113.7", "Mozilla/5.0 (X11; Linux x86_64)") == 
 assert emitter.stats.emitted == 1, emitter.stats
 """,
         check=check_pseudonyms,
+    ),
+    "token-python": Recipe(env={"READRATE_VOTER_SECRET": VOTER_SECRET}, check=check_voter_token),
+    "token-php": Recipe(env={"READRATE_VOTER_SECRET": VOTER_SECRET}, check=check_voter_token),
+    # The emitter of "Emitting from a Python page", and a request: a browser's view, then a crawler's.
+    "rules": Recipe(
+        setup="readrate db upgrade",
+        before="""
+from types import SimpleNamespace
+from readrate.events import Emitter, Settings
+
+emitter = Emitter.from_settings(Settings.from_env())
+request = SimpleNamespace(method="GET", cookies={"visitor": "v-9f2c"},
+                          headers={"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"})
+""",
+        after="""
+assert (emitter.stats.emitted, emitter.stats.ignored) == (1, 0), emitter.stats
+request.headers["User-Agent"] = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+emitter.read("article-42", visitor="v-crawler", user_agent=request.headers["User-Agent"])
+request.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"
+emitter.read("article-42", visitor="v-9f2c", user_agent=request.headers["User-Agent"])  # a repeat
+assert (emitter.stats.emitted, emitter.stats.ignored) == (1, 2), emitter.stats
+""",
+        check=check_emit_rules,
     ),
 }
 
@@ -439,3 +479,8 @@ def test_the_readme_stands_alone_and_names_the_installed_packages():
     for name in ("from readrate.events import", "python -m readrate.reports", "tests/unit", "tests/integration",
                  "tests/faults", "make check"):
         assert name in text
+
+
+def test_the_readme_snippet_is_the_one_the_example_page_pastes():
+    snippets = [b.code.strip() for b in BLOCKS if b.language == "html"]
+    assert SNIPPET.format(script_url="https://stats.example.com/readrate.js", article_id="article-42") in snippets
