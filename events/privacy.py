@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import ipaddress
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -37,6 +38,8 @@ def canonical_ip(ip: str) -> str:
     Text that is not an address (a proxy's 'unknown') is used as given, stripped.
     """
     text = (ip or "").strip()
+    if _is_plain_ipv4(text):
+        return text  # the common case, already canonical: no parsing in pure Python per request
     try:
         address = ipaddress.ip_address(text.split("%", 1)[0])
     except ValueError:
@@ -44,6 +47,14 @@ def canonical_ip(ip: str) -> str:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return address.compressed
+
+
+def _is_plain_ipv4(text: str) -> bool:
+    """True for dotted-decimal IPv4 written canonically (no leading zeros), checked in C."""
+    try:
+        return socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, text)) == text
+    except (OSError, ValueError):
+        return False
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,15 @@ import gzip
 import hmac
 import os
 from contextlib import asynccontextmanager
+from functools import partial
 from importlib.resources import files
+from urllib.parse import urlencode
 
+from readrate.events.connections import CLI, redis_client, stream_client
 from readrate.events.emitter import Emitter
 from readrate.events.settings import Settings
 from readrate.workers.db import make_engine
+from redis import Redis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -27,12 +31,16 @@ from starlette.routing import Route
 from .collector import get_counters, post_vote
 from .config import CollectorSettings
 from .counters import CounterCache
+from .dashboard import dashboard_page
 from .example import example_page, example_text
 from .metrics import InstallationGauges, metrics_text
 from .reads import ReadEndpoint
 from .state import Collector
 
 DASHBOARD_COOKIE = "readrate_dashboard"
+# The dashboard is one self-contained page: no script, no request anywhere, styles inline.
+DASHBOARD_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'; "
+                 "base-uri 'none'; form-action 'none'")
 SCRIPT_MAX_AGE_S = 3600
 
 
@@ -87,7 +95,7 @@ async def dashboard(request: Request) -> Response:
         if not hmac.compare_digest(given.encode(), token.encode()):
             return HTMLResponse("<h1>Wrong token</h1>", status_code=403)
         # The token goes into a cookie and out of the address bar (and out of logs and history).
-        rest = "&".join(f"{k}={v}" for k, v in request.query_params.multi_items() if k != "token")
+        rest = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "token"])
         response = RedirectResponse(f"{request.url.path}{'?' + rest if rest else ''}", status_code=303)
         response.set_cookie(DASHBOARD_COOKIE, token, httponly=True, samesite="strict",
                             secure=request.url.scheme == "https")
@@ -97,12 +105,12 @@ async def dashboard(request: Request) -> Response:
     if not held or not hmac.compare_digest(held.encode(), token.encode()):
         return HTMLResponse("<h1>Dashboard</h1><p>Open /dashboard?token=READRATE_DASHBOARD_TOKEN once; a cookie "
                             "keeps you signed in.</p>", status_code=401)
-    from .dashboard import dashboard_page
-
+    operator = request.app.state.operator
     page = await asyncio.get_running_loop().run_in_executor(
-        collector.counters.thread, lambda: dashboard_page(collector.counters.engine, collector.emitter.redis,
-                                                          collector.settings_now(), dict(request.query_params)))
-    return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+        collector.counters.thread, partial(dashboard_page, collector.counters.engine, operator.redis,
+                                           collector.settings_now(), dict(request.query_params),
+                                           queue_redis=operator.queue_redis))
+    return HTMLResponse(page, headers={"Cache-Control": "no-store", "Content-Security-Policy": DASHBOARD_CSP})
 
 
 async def example(request: Request) -> Response:
@@ -117,6 +125,34 @@ async def example(request: Request) -> Response:
     return HTMLResponse(example_page(article, title=known or title, paragraphs=paragraphs))
 
 
+class Operator:
+    """The dashboard's Redis clients, with the CLI's timeouts, made on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._redis: Redis | None = None
+        self._queue: Redis | None = None
+
+    @property
+    def redis(self) -> Redis:
+        if self._redis is None:
+            self._redis = stream_client(self.settings.redis_url, CLI, cluster=self.settings.cluster)
+        return self._redis
+
+    @property
+    def queue_redis(self) -> Redis | None:
+        if self.settings.queue_url is None and not self.settings.cluster:
+            return None
+        if self._queue is None:
+            self._queue = redis_client(self.settings.queue_redis_url, CLI)
+        return self._queue
+
+    def close(self) -> None:
+        for client in (self._redis, self._queue):
+            if client is not None:
+                client.close()
+
+
 def build_app(settings: Settings, web: CollectorSettings) -> Dispatch:
     """The collector for an installation whose record exists (`readrate serve` has checked)."""
 
@@ -127,11 +163,14 @@ def build_app(settings: Settings, web: CollectorSettings) -> Dispatch:
         collector = Collector(settings, web, emitter, CounterCache(engine))
         collector.registry.register(InstallationGauges(collector))
         app.state.collector = collector
+        # The dashboard's status queries wait for a busy Redis as the CLI does, not the page's 0.25 s.
+        app.state.operator = Operator(settings)
         app.state.script = None  # read on first request
         try:
             yield
         finally:
             collector.close()
+            app.state.operator.close()
             engine.dispose()
 
     routes = [

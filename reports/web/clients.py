@@ -11,11 +11,15 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import lru_cache
 
 from .config import Network
 
 
+@lru_cache(maxsize=65_536)
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address `text` spells (IPv4-mapped IPv6 as IPv4), None if it is not one; cached: parsing
+    in pure Python costs more than the rest of a read, and busy clients and proxies repeat."""
     try:
         address = ipaddress.ip_address(text.strip().strip("[]").split("%", 1)[0])
     except ValueError:
@@ -33,7 +37,7 @@ def client_address(peer: str | None, forwarded_for: str | None, proxies: tuple[N
     """The client's address: the peer's, unless the peer is a trusted proxy; then the nearest address
     in X-Forwarded-For that is not a trusted proxy (addresses further left could be forged)."""
     current = peer or ""
-    if not forwarded_for or not _trusted(_address(current), proxies):
+    if not forwarded_for or not proxies or not _trusted(_address(current), proxies):
         return current
     for hop in reversed([part.strip() for part in forwarded_for.split(",") if part.strip()]):
         address = _address(hop)

@@ -16,7 +16,7 @@ from http.cookies import SimpleCookie
 from readrate.events.clock import MS_PER_DAY, day_date, now_ms
 from readrate.events.emitter import QUEUED, REPEAT
 from readrate.events.errors import ConfigError, InvalidEvent
-from readrate.events.model import Read
+from readrate.events.model import Read, check_article_id
 from readrate.events.rules import PURPOSE_HEADERS, screen
 from readrate.events.visitors import visitor_id
 
@@ -39,7 +39,7 @@ def parse_object(body: bytes) -> dict:
     """A request body's JSON object; BadRequest 400 saying what is wrong otherwise."""
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: JSON nested too deep
         raise BadRequest(400, 'the body is not JSON; expected an object such as {"article": "ID"}') from None
     if not isinstance(doc, dict):
         raise BadRequest(400, f'the body is JSON {type(doc).__name__}, not an object such as {{"article": "ID"}}')
@@ -88,7 +88,7 @@ class ReadEndpoint:
         body = await _body(receive, headers)
         now = now_ms()
         try:
-            event = Read(article_of(parse_object(body)), now)
+            article = check_article_id(article_of(parse_object(body)))
         except InvalidEvent as exc:
             raise BadRequest(400, str(exc)) from None
         user_agent = headers.get(b"user-agent", b"").decode("latin-1")
@@ -96,7 +96,7 @@ class ReadEndpoint:
         reason = screen(user_agent, purpose=purpose, method=scope["method"], excluded=_excluded(headers))
         if reason is not None:
             collector.count("read", reason)
-            collector.round_trips.count_drop(event, reason)
+            collector.round_trips.count_drop(Read(article, now), reason)
             return 200, _IGNORED[reason]
         try:
             salt = await collector.salt(day_date(now // MS_PER_DAY))
@@ -106,7 +106,7 @@ class ReadEndpoint:
         forwarded = headers.get(b"x-forwarded-for")
         address = client_address(peer, forwarded.decode("latin-1") if forwarded else None,
                                  collector.web.trusted_proxies)
-        outcome = await collector.round_trips.send(Read(event.article_id, now, visitor_id(salt, address, user_agent)))
+        outcome = await collector.round_trips.send(Read(article, now, visitor_id(salt, address, user_agent)))
         if outcome == QUEUED:
             collector.count("read", "queued")
             return 202, _QUEUED

@@ -60,6 +60,7 @@ class Collector:
         self.requests = Counter("readrate_collector_requests", "Requests to the collector's write endpoints, "
                                 "by endpoint and outcome (queued, a drop reason, or an HTTP status).",
                                 ["endpoint", "outcome"], registry=self.registry)
+        self._counted: dict[tuple[str, str], Counter] = {}
 
     @property
     def emitter(self) -> Emitter:
@@ -78,7 +79,10 @@ class Collector:
         return replace(self.settings, shards=keys.shards, max_shards=keys.max_shards, rating_scale=self.scale())
 
     def count(self, endpoint: str, outcome: str) -> None:
-        self.requests.labels(endpoint, outcome).inc()
+        child = self._counted.get((endpoint, outcome))
+        if child is None:  # labels() takes a lock and builds a key: once per pair, not per request
+            child = self._counted[endpoint, outcome] = self.requests.labels(endpoint, outcome)
+        child.inc()
 
     # -- who is asking -----------------------------------------------------------------------------
 
