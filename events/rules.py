@@ -38,6 +38,7 @@ REASONS = (BOT, PREFETCH, REPEAT, EXCLUDED)
 # Long enough for "last quarter" reports; a day's hash per shard is a few dozen bytes.
 DROPPED_KEEP_DAYS = 400
 DEFAULT_READ_INTERVAL_MS = 30 * 60_000
+MAX_READ_INTERVAL_MS = 365 * MS_PER_DAY
 # Headers by which browsers announce a speculative load, and the words that mean one.
 PURPOSE_HEADERS = ("sec-purpose", "purpose", "x-purpose", "x-moz")
 _SPECULATIVE = ("prefetch", "prerender", "preview")
@@ -109,9 +110,12 @@ def parse_interval(text: str) -> int:
     units = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": MS_PER_DAY}
     for unit in sorted(units, key=len, reverse=True):
         number = raw[:-len(unit)] if raw.endswith(unit) else None
-        if number is not None and number.strip().isdigit():
-            return int(number) * units[unit]
-    if raw.isdigit() and int(raw) == 0:
+        if number is not None and number.strip().isascii() and number.strip().isdigit():
+            interval_ms = int(number) * units[unit]
+            if interval_ms > MAX_READ_INTERVAL_MS:
+                raise ConfigError(f"READRATE_READ_INTERVAL={text!r} is longer than a year; accepted: 0 to 365d")
+            return interval_ms
+    if raw.isascii() and raw.isdigit() and int(raw) == 0:
         return 0
     raise ConfigError(f"READRATE_READ_INTERVAL={text!r} is not a duration; accepted: 0 (count every view), "
                       "or a number with a unit: 90s, 30m, 1h, 1d")

@@ -112,8 +112,10 @@ def _owners(cluster: RedisCluster, commands: Sequence[Command], key_index: int) 
     """The node each command goes to: its key's; MULTI goes with the command after it, EXEC with the one before."""
     owners: list[str | None] = [None] * len(commands)
     for i, command in enumerate(commands):
-        if len(command) > key_index:
-            owners[i] = cluster.get_node_from_key(command[key_index]).name
+        # A script's first key follows its body (or SHA) and key count: EVALSHA SHA 3 KEY ….
+        index = 3 if str(command[0]).upper() in ("EVAL", "EVALSHA") else key_index
+        if len(command) > index:
+            owners[i] = cluster.get_node_from_key(command[index]).name
     for i in range(len(commands) - 2, -1, -1):  # MULTI: the next keyed command's node
         if owners[i] is None and str(commands[i][0]).upper() == "MULTI":
             owners[i] = owners[i + 1]

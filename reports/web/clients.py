@@ -19,9 +19,15 @@ from .config import Network
 @lru_cache(maxsize=65_536)
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """The address `text` spells (IPv4-mapped IPv6 as IPv4), None if it is not one; cached: parsing
-    in pure Python costs more than the rest of a read, and busy clients and proxies repeat."""
+    in pure Python costs more than the rest of a read, and busy clients and proxies repeat.
+    Some load balancers add the client's port: `203.0.113.7:51234`, `[2001:db8::1]:51234`."""
+    text = text.strip()
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
     try:
-        address = ipaddress.ip_address(text.strip().strip("[]").split("%", 1)[0])
+        address = ipaddress.ip_address(text.split("%", 1)[0])
     except ValueError:
         return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:

@@ -61,7 +61,8 @@ def parse_origins(text: str) -> tuple[str, ...]:
     origins = []
     for item in text.replace(",", " ").split():
         origin = item.rstrip("/").lower()
-        if origin != "*" and (not origin.startswith(("http://", "https://")) or "/" in origin.split("://", 1)[1]):
+        rest = origin.split("://", 1)[1] if "://" in origin else ""
+        if origin != "*" and (not origin.startswith(("http://", "https://")) or not rest or "/" in rest):
             raise ConfigError(f"READRATE_ALLOWED_ORIGINS entry {item!r} is not an origin; accepted: "
                               "scheme://host[:port] such as https://www.example.com, or *")
         origins.append(origin)
@@ -93,6 +94,6 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if not raw:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= 1_000_000:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1_000_000:
         raise ConfigError(f"{name}={raw!r} is not a count; accepted: 1-1000000")
     return int(raw)

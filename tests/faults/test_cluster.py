@@ -400,3 +400,18 @@ def test_when_one_master_dies_the_events_the_others_stored_are_reported_stored(p
         stored = sum(client.xlen(settings.keys.stream(s)) for s in range(SHARDS) if home[s] != victim)
         assert stored == caught.value.stored
         client.close()
+
+
+def test_visitor_reads_go_through_the_repeat_script_on_every_master_and_repeats_are_dropped(cluster_settings, streams):
+    """The read-interval rule is a script on the shard's slot: it must reach the master of that slot."""
+    settings = cluster_settings
+    set_up(settings).dispose()
+    emitter = Emitter.from_settings(settings, strict=True)
+    articles = [f"article-{n}" for n in range(24)]
+    assert {settings.keys.shard_of(a) for a in articles} == set(range(SHARDS))
+
+    assert [emitter.read(a, visitor="v-1") for a in articles] == [True] * len(articles)
+    assert [emitter.read(a, visitor="v-1") for a in articles] == [False] * len(articles)  # repeats
+
+    assert (emitter.stats.emitted, emitter.stats.ignored, emitter.stats.failed) == (24, 24, 0)
+    assert sum(streams.xlen(settings.keys.stream(shard)) for shard in range(SHARDS)) == 24
