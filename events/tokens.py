@@ -34,9 +34,11 @@ def verify(token: object, secret: bytes) -> str:
     voter, dot, mac = token.rpartition(".")
     if not dot or not voter:
         raise BadToken("voter_token is malformed: expected VOTER.HEX_HMAC_SHA256 (a voter, a dot, 64 hex digits)")
-    if len(mac) != DIGEST_HEX or any(c not in "0123456789abcdefABCDEF" for c in mac):
+    if len(mac) != DIGEST_HEX:
         raise BadToken(f"voter_token's signature is {len(mac)} characters; expected 64 hex digits of "
                        "HMAC-SHA256 (truncated or malformed)")
+    if any(c not in "0123456789abcdefABCDEF" for c in mac):
+        raise BadToken("voter_token's signature is not hexadecimal; expected 64 hex digits of HMAC-SHA256")
     if not hmac.compare_digest(mac.lower(), _mac(voter, secret)):
         raise BadToken("voter_token's signature does not match: the token was not made with this "
                        "collector's READRATE_VOTER_SECRET")

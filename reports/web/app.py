@@ -199,7 +199,7 @@ class Dispatch:
         self.read = read
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/v1/read" and scope["method"] in ("POST", "HEAD"):
+        if scope["type"] == "http" and scope["path"] == "/v1/read" and scope["method"] != "OPTIONS":
             await self.read(scope, receive, send)
         else:
             await self.app(scope, receive, send)

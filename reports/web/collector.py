@@ -58,7 +58,12 @@ async def post_vote(request: Request) -> Response:
         doc = await json_body(request)
         article = article_of(doc)
         rating = collector.scale().check(_rating(doc))
-        voter, new_cookie = collector.voter(request, doc.get("voter_token"))
+        token = doc.get("voter_token")
+        if token is not None and not isinstance(token, str):
+            raise BadRequest(400, f'field "voter_token" is {type(token).__name__}, not a string')
+        if token is None and collector.web.anonymous_votes:
+            await collector.load_cookie_secret()
+        voter, new_cookie = collector.voter(request, token)
         wait_s = collector.vote_limit.take(collector.address(request))
         if wait_s:
             raise BadRequest(429, f"too many votes from this client; at most {collector.web.votes_per_minute} "
@@ -101,6 +106,11 @@ async def get_counters(request: Request) -> Response:
     except Exception as exc:  # noqa: BLE001 - a database that does not answer is a 503, not a 500
         return error(503, f"the counters are not available now ({type(exc).__name__}); try again shortly",
                      {"Retry-After": RETRY_AFTER_S})
+    if collector.web.anonymous_votes:
+        try:
+            await collector.load_cookie_secret()
+        except BadRequest:
+            pass  # Redis is down: the counters answer without the voter's own rating
     voter = collector.known_voter(request)
     yours = await collector.own_ratings(voter, ids) if voter else {}
     scale = collector.scale()

@@ -17,7 +17,7 @@ from readrate.events.clock import MS_PER_DAY, day_date, now_ms
 from readrate.events.emitter import QUEUED, REPEAT
 from readrate.events.errors import ConfigError, InvalidEvent
 from readrate.events.model import Read, check_article_id
-from readrate.events.rules import PURPOSE_HEADERS, screen
+from readrate.events.rules import PREFETCH, PURPOSE_HEADERS, screen
 from readrate.events.visitors import visitor_id
 
 from .clients import client_address
@@ -85,6 +85,12 @@ class ReadEndpoint:
         await self._answer(send, collector, status, body, allowed)
 
     async def _read(self, scope, receive, headers: dict, collector: Collector) -> tuple[int, bytes]:
+        if scope["method"] == "HEAD":  # a link checker or a prefetch: nobody read anything
+            collector.count("read", PREFETCH)
+            return 200, _IGNORED[PREFETCH]
+        if scope["method"] != "POST":
+            raise BadRequest(405, f"{scope['method']} is not accepted here: POST {{\"article\": \"ID\"}}",
+                             {"Allow": "POST"})
         body = await _body(receive, headers)
         now = now_ms()
         try:

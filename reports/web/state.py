@@ -132,7 +132,7 @@ class Collector:
 
     def _cookie_voter(self, request: Request) -> str | None:
         cookie = request.cookies.get(VOTER_COOKIE)
-        if not cookie:
+        if not cookie or self._cookie_secret is None:
             return None
         try:
             voter = verify(cookie, self.cookie_secret())
@@ -153,19 +153,33 @@ class Collector:
         return None
 
     def cookie_secret(self) -> bytes:
-        """The key anonymous voters' cookies are signed with: READRATE_VOTER_SECRET, or one kept in Redis
-        for this installation (so every collector process knows it), made on first use."""
-        if self._cookie_secret is None:
+        """The key anonymous voters' cookies are signed with (`load_cookie_secret` has run)."""
+        assert self._cookie_secret is not None, "load_cookie_secret() first"
+        return self._cookie_secret
+
+    async def load_cookie_secret(self) -> None:
+        """Know the cookie key: READRATE_VOTER_SECRET, or one kept in Redis for this installation (so
+        every collector process knows it), made on first use. Raises BadRequest 503 while Redis is down."""
+        if self._cookie_secret is not None:
+            return
+
+        def fetch() -> bytes:
             redis: Redis = self.emitter.redis
             key = f"{{{self.settings.prefix}}}:cookie-secret"
             redis.set(key, secrets.token_bytes(32), nx=True)
-            self._cookie_secret = redis.get(key)
-        return self._cookie_secret
+            return redis.get(key)
+
+        try:
+            self._cookie_secret = await self.round_trips.call(fetch)
+        except Exception as exc:  # noqa: BLE001 - a Redis that does not answer: the vote cannot be stored either
+            raise BadRequest(503, "Redis is not available; try again shortly", {"Retry-After": "5"}) from exc
 
     def set_voter_cookie(self, response: Response, request: Request, cookie: str) -> None:
+        # Over HTTPS the cookie may go with requests from allowed pages of other sites (SameSite=None needs
+        # Secure); browsers that block third-party cookies still drop it: serve the collector first-party.
         secure = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
-        response.set_cookie(VOTER_COOKIE, cookie, max_age=COOKIE_MAX_AGE_S, httponly=True, samesite="lax",
-                            secure=secure)
+        response.set_cookie(VOTER_COOKIE, cookie, max_age=COOKIE_MAX_AGE_S, httponly=True,
+                            samesite="none" if secure else "lax", secure=secure)
 
     # -- the voter's own rating, before and after the drain -------------------------------------------
 
