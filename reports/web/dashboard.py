@@ -398,7 +398,7 @@ def _page(view: View, settings: Settings, now: datetime, sections: Sequence[str]
            + _choices("window", WINDOWS, view.window_text, lambda c: view.link(window=c)))
     body = "".join(f'<p class="note">{text(n)}</p>' for n in view.notes) + "".join(sections)
     return ("<!DOCTYPE html>\n"
-            '<html lang="en"><head><meta charset="utf-8">'
+            '<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             '<meta name="referrer" content="no-referrer"><meta name="robots" content="noindex">'
             f"<title>readrate dashboard</title><style>{CSS}</style></head><body>"

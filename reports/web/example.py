@@ -30,7 +30,7 @@ body {{ margin: 0; font: 18px/1.6 Georgia, "Times New Roman", serif; color: #222
 header, main, footer {{ max-width: 40rem; margin: 0 auto; padding: 0 1.25rem; }}
 header {{ border-bottom: 1px solid #ddd; padding-top: 1rem; padding-bottom: .5rem;
          font: bold 1.1rem/1.2 system-ui, sans-serif; letter-spacing: .02em; }}
-h1 {{ font-size: 2rem; line-height: 1.2; margin: 1.5rem 0 .25rem; }}
+h1 {{ font-size: 2rem; line-height: 1.2; margin: 1.5rem 0 .25rem; text-wrap: balance; }}
 .byline {{ color: #666; font: .85rem system-ui, sans-serif; margin: 0 0 1.5rem; }}
 [data-readrate-article] {{ font: .9rem system-ui, sans-serif; border-top: 1px solid #ddd; margin-top: 2rem; padding-top: .75rem; }}
 footer {{ color: #888; font: .8rem system-ui, sans-serif; padding-top: 2rem; padding-bottom: 2rem; }}

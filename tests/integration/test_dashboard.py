@@ -134,7 +134,9 @@ def test_the_page_is_self_contained_with_no_script_and_nothing_fetched_from_else
     shown = page(loaded, engine, redis, article="a1", window="all")
 
     parsed = assert_balanced(shown)
-    assert parsed.tags & {"script", "link", "iframe", "img", "object", "embed", "image", "use"} == set()
+    assert parsed.tags & {"script", "iframe", "img", "object", "embed", "image", "use"} == set()
+    # The one link is an empty icon, so that browsers do not ask for /favicon.ico.
+    assert shown.count("<link") == 1 and '<link rel="icon" href="data:,">' in shown
     assert parsed.attributes & {"src", "srcset", "style"} == set()
     css = re.search(r"<style>(.*?)</style>", shown, re.S).group(1)
     assert "url(" not in css and "@import" not in css
