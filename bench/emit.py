@@ -21,12 +21,15 @@ import csv
 import re
 import subprocess
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from redis import Redis
 
 from readrate.events.emitter import EVENTS_PER_ROUND_TRIP as CHUNK, Emitter
 from readrate.events.clock import now_ms
 from readrate.events.model import Read, Vote
+from readrate.events.rules import DEFAULT_READ_INTERVAL_MS
 from readrate.events.wire import encode
 
 from . import workload
@@ -97,6 +100,23 @@ def _reads(count: int, seed: int) -> list[tuple[str, str]]:
     return reads[:count]
 
 
+def interleaved(calls: Sequence[Callable[..., object]], items: Sequence[tuple],
+                block: int = BLOCK) -> list[list[float]]:
+    """µs per call of each of `calls` on every item, timed one by one. The calls take turns in blocks of
+    `block` items, the order reversed every other block, so each sees the same noise."""
+    timings: list[list[float]] = [[] for _ in calls]
+    order = list(zip(calls, timings))
+    with quiet_heap():
+        for n, start in enumerate(range(0, len(items), block)):
+            chunk = items[start:start + block]
+            for call, into in (order if n % 2 == 0 else order[::-1]):
+                for item in chunk:
+                    t0 = time.perf_counter_ns()
+                    call(*item)
+                    into.append((time.perf_counter_ns() - t0) / 1000)
+    return timings
+
+
 def single(env: Env, count: int, warmup: int, with_worker: bool):
     settings = env.settings("emit", env.sqlite_url("emit"))
     workload.prepared_engine(settings).dispose()  # the installation exists, as on a live site
@@ -129,19 +149,7 @@ def single(env: Env, count: int, warmup: int, with_worker: bool):
             readrate_call(article, visitor, key)
             fixed_call(article, visitor, key)
             bare_call(article, visitor, key)
-        ours: list[float] = []
-        unfollowed: list[float] = []
-        theirs: list[float] = []
-        measured = targets[warmup:]
-        with quiet_heap():
-            for block, start in enumerate(range(0, len(measured), BLOCK)):
-                chunk = measured[start:start + BLOCK]
-                order = ((readrate_call, ours), (fixed_call, unfollowed), (bare_call, theirs))
-                for call, into in (order if block % 2 == 0 else order[::-1]):
-                    for article, visitor, key in chunk:
-                        t0 = time.perf_counter_ns()
-                        call(article, visitor, key)
-                        into.append((time.perf_counter_ns() - t0) / 1000)
+        ours, unfollowed, theirs = interleaved((readrate_call, fixed_call, bare_call), targets[warmup:])
         stats = emitter.stats
     finally:
         if worker is not None:
@@ -238,3 +246,67 @@ def import_cli(env: Env, count: int):
               "cli_reported_ev_s": int(reported.group(3).replace(",", "")) if reported else None,
               "file_bytes": file_bytes}
     return rate(count, seconds), detail
+
+
+def distinct_reads(env: Env, count: int, warmup: int) -> dict:
+    """Emitter.read() with the read interval on and a new visitor per call (every read stored through the
+    repeat script), against a bare XADD and the same emitter with the interval off (scenario 9's emit row)."""
+    settings = env.settings("webemit", env.sqlite_url("webemit"), read_interval_ms=DEFAULT_READ_INTERVAL_MS)
+    workload.prepared_engine(settings).dispose()  # the installation exists, as on a live site
+    emitter = Emitter.from_settings(settings)
+    # The same emitter with the interval rule off (a plain XADD and the doorbell) splits what the rule costs
+    # from what the emitter's own round trip costs. Each has its own client, so none shares a pool.
+    plain = Emitter.from_settings(replace(settings, read_interval_ms=0))
+    bare = Redis.from_url(settings.redis_url)
+    keys = settings.keys
+    popular = [e.article_id for e in workload.events(2 * (count + warmup), seed=32) if isinstance(e, Read)]
+    items = [(a, f"web-visitor-{i}", f"{settings.prefix}:bare:{keys.shard_of(a)}")
+             for i, a in enumerate(popular[:count + warmup])]
+
+    def readrate_call(article: str, visitor: str, _key: str) -> None:
+        emitter.read(article, visitor=visitor)
+
+    def plain_call(article: str, visitor: str, _key: str) -> None:
+        plain.read(article, visitor=visitor)
+
+    def bare_call(article: str, visitor: str, key: str) -> None:
+        bare.xadd(key, {"k": "read", "a": article, "t": str(now_ms()), "v": visitor})
+
+    try:
+        for item in items[:warmup]:
+            readrate_call(*item)
+            plain_call(*item)
+            bare_call(*item)
+        before = _command_usec(env.redis)
+        ours, no_rule, theirs = interleaved((readrate_call, plain_call, bare_call), items[warmup:])
+        redis_us = _per_call(before, _command_usec(env.redis))
+        stored = workload.pending(env.redis, settings)
+    finally:
+        for client in (bare, emitter.redis, plain.redis):
+            client.close()
+        env.clear(settings.prefix)
+    stats = vars(emitter.stats).copy()
+    problem = "" if stored == 2 * len(items) and not stats["ignored"] else \
+        f"{stored:,} of {2 * len(items):,} reads stored ({stats})"
+    return {"readrate_us": summary(ours), "interval_off_us": summary(no_rule),
+            "bare_xadd_us": summary(theirs),
+            "calls_each": len(ours), "warmup_each": warmup, "read_interval_ms": emitter.read_interval_ms,
+            "emitter_stats": stats, "stored": stored, "problem": problem, "redis_usec_per_call": redis_us,
+            "p50_ratio": round(percentile(ours, 50) / percentile(theirs, 50), 3)}
+
+
+def _command_usec(redis: Redis) -> dict[str, tuple[int, int]]:
+    """(calls, µs) Redis spent on each command a read sends (INFO commandstats; on a shared Redis, all of
+    everyone's)."""
+    stats = redis.info("commandstats")
+    return {name: (stats[f"cmdstat_{name}"]["calls"], stats[f"cmdstat_{name}"]["usec"])
+            for name in ("evalsha", "xadd", "set") if f"cmdstat_{name}" in stats}
+
+
+def _per_call(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> dict[str, float]:
+    out = {}
+    for name, (calls, usec) in after.items():
+        calls_before, usec_before = before.get(name, (0, 0))
+        if calls > calls_before:
+            out[name] = round((usec - usec_before) / (calls - calls_before), 1)
+    return out

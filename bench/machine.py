@@ -13,7 +13,7 @@ from redis import Redis
 from sqlalchemy import create_engine, text
 
 LIBRARIES = ("redis", "hiredis", "rq", "SQLAlchemy", "psycopg", "psycopg-binary", "alembic", "click",
-             "psutil")
+             "psutil", "starlette", "uvicorn", "uvloop", "httptools")
 
 
 def cpu_model() -> str:
