@@ -81,3 +81,20 @@ class CounterCache:
 
     def close(self) -> None:
         self.thread.shutdown(wait=False)
+
+
+class Listings:
+    """Whole /v1/counters answers by query string, for pages that ask the same listing again and again."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self) -> None:
+        self._answers: dict[bytes, tuple[float, bytes]] = {}
+
+    def get(self, query: bytes) -> tuple[float, bytes] | None:
+        return self._answers.get(query)
+
+    def put(self, query: bytes, body: bytes) -> None:
+        if len(self._answers) >= self.MAX_ENTRIES:
+            self._answers.clear()  # cheaper than tracking age: entries are worth two seconds anyway
+        self._answers[query] = (time.monotonic(), body)

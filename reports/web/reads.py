@@ -13,6 +13,7 @@ import json
 import logging
 from http.cookies import SimpleCookie
 
+import orjson
 from readrate.events.clock import MS_PER_DAY, day_date, now_ms
 from readrate.events.emitter import QUEUED, REPEAT
 from readrate.events.errors import ConfigError, InvalidEvent
@@ -38,9 +39,9 @@ _PURPOSE = tuple(name.encode() for name in PURPOSE_HEADERS)
 def parse_object(body: bytes) -> dict:
     """A request body's JSON object; BadRequest 400 saying what is wrong otherwise."""
     try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: JSON nested too deep
-        raise BadRequest(400, 'the body is not JSON; expected an object such as {"article": "ID"}') from None
+        doc = orjson.loads(body)  # strict JSON (no NaN), at most 1,024 levels deep, several times json's speed
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(400, f'the body is not JSON ({exc}); expected an object such as {{"article": "ID"}}') from None
     if not isinstance(doc, dict):
         raise BadRequest(400, f'the body is JSON {type(doc).__name__}, not an object such as {{"article": "ID"}}')
     return doc
@@ -98,7 +99,11 @@ class ReadEndpoint:
         except InvalidEvent as exc:
             raise BadRequest(400, str(exc)) from None
         user_agent = headers.get(b"user-agent", b"").decode("latin-1")
-        purpose = ",".join(headers[name].decode("latin-1") for name in _PURPOSE if name in headers) or None
+        purpose = None
+        for name in _PURPOSE:
+            if name in headers:  # rare: only speculative loads carry these
+                purpose = ",".join(headers[n].decode("latin-1") for n in _PURPOSE if n in headers)
+                break
         reason = screen(user_agent, purpose=purpose, method=scope["method"], excluded=_excluded(headers))
         if reason is not None:
             collector.count("read", reason)
@@ -111,7 +116,7 @@ class ReadEndpoint:
         peer = scope["client"][0] if scope.get("client") else ""
         forwarded = headers.get(b"x-forwarded-for")
         address = client_address(peer, forwarded.decode("latin-1") if forwarded else None,
-                                 collector.web.trusted_proxies)
+                                 collector.proxies)
         outcome = await collector.round_trips.send(Read(article, now, visitor_id(salt, address, user_agent)))
         if outcome == QUEUED:
             collector.count("read", "queued")

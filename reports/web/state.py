@@ -25,9 +25,9 @@ from redis import Redis
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .clients import RateLimit, client_address
+from .clients import Proxies, RateLimit, client_address
 from .config import CollectorSettings
-from .counters import CounterCache
+from .counters import CounterCache, Listings
 from .roundtrips import RoundTrips
 
 VOTER_COOKIE = "readrate_voter"
@@ -53,8 +53,10 @@ class Collector:
         self.web = web
         self.round_trips = RoundTrips(emitter)
         self.counters = counters
+        self.listings = Listings()
         self._salt = DailySalt(emitter.redis, settings.prefix)
         self.vote_limit = RateLimit(web.votes_per_minute)
+        self.proxies = Proxies(web.trusted_proxies)
         self._cookie_secret: bytes | None = web.voter_secret
         self.registry = CollectorRegistry()
         self.requests = Counter("readrate_collector_requests", "Requests to the collector's write endpoints, "
@@ -88,7 +90,7 @@ class Collector:
 
     def address(self, request: Request) -> str:
         peer = request.client.host if request.client else ""
-        return client_address(peer, request.headers.get("x-forwarded-for"), self.web.trusted_proxies)
+        return client_address(peer, request.headers.get("x-forwarded-for"), self.proxies)
 
     def cross_origin(self, origin: str | None, scheme: str, host: str | None) -> str | None:
         """The origin to answer with CORS headers (None: same origin or no browser); BadRequest 403 when a
@@ -171,7 +173,7 @@ class Collector:
 
         try:
             self._cookie_secret = await self.round_trips.call(fetch)
-        except Exception as exc:  # noqa: BLE001 - a Redis that does not answer: the vote cannot be stored either
+        except Exception as exc:
             raise BadRequest(503, "Redis is not available; try again shortly", {"Retry-After": "5"}) from exc
 
     def set_voter_cookie(self, response: Response, request: Request, cookie: str) -> None:
