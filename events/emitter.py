@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import redis as redis_lib
 from redis import Redis
-from redis.exceptions import NoScriptError
 
 from .clock import MS_PER_DAY, day_date, now_ms
 from .connections import PAGE, redis_client, stream_client
@@ -35,7 +34,7 @@ from .errors import ConfigError, EmitError, InvalidEvent, ReadrateError
 from .installation import InstallationMismatch, InstallationMissing, RecordWatch
 from .jobs import drain_queue, enqueue_drains
 from .model import Event, Read, Vote, check_time, to_ms
-from .rules import REPEAT, drop_commands, read_command, screen, with_script_text
+from .rules import REPEAT, drop_commands, read_command, screen, scripts_again
 from .scale import WHOLE_STARS, RatingScale
 from .settings import Settings
 from .transport import send
@@ -59,6 +58,16 @@ class EmitterStats:
 
 # What `submit()` says of each event Redis answered for.
 QUEUED = "queued"
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One round trip's commands: `events` event commands first, then a doorbell for each shard of `rung`,
+    then drop counts and extra commands."""
+
+    commands: list[tuple]
+    events: int
+    rung: list[int]
 
 
 class PartlyStored(EmitError):
@@ -288,6 +297,37 @@ class Emitter:
         self._layout()
         if self._unusable is not None:
             return [self._unusable] * len(events)
+        batch = self.prepare(events, interval=interval, drops=drops, extra=extra)
+        try:
+            replies = self._with_scripts(batch.commands, send(self._redis, batch.commands))
+        except Exception as exc:  # a page must never break because analytics did
+            # The connection failed before every reply was read: nothing can be said of these events.
+            return [exc] * len(events)
+        outcomes, rung = self.conclude(batch, replies)
+        self.enqueue(rung)
+        return outcomes
+
+    # -- the steps of submit(), for a caller that does the I/O itself (the collector, on its event loop) --
+
+    @property
+    def unusable(self) -> BaseException | None:
+        """Why the emitter cannot send now (no installation record, a mismatch), or None."""
+        return self._unusable
+
+    @property
+    def layout_due(self) -> bool:
+        """True when the installation record should be looked at again (`refresh_layout`) before sending."""
+        return time.monotonic() >= self._settled_until
+
+    def refresh_layout(self) -> ReadrateError | BaseException | None:
+        """Follow the installation record now (may talk to Redis); what makes the emitter unusable, if anything."""
+        self._layout()
+        return self._unusable
+
+    def prepare(self, events: list[Event], *, interval: bool = True, drops: list[tuple[Event, str]] = (),
+                extra: list[tuple] = ()) -> Batch:
+        """The commands of one round trip, in the current layout (no I/O): the events', then doorbells,
+        drop counts and `extra`."""
         keys = self.keys
         interval_ms = self.read_interval_ms if interval else 0
         commands = []
@@ -305,25 +345,27 @@ class Emitter:
             commands.extend(drop_commands(keys, keys.shard_of(event.article_id), reason,
                                           day_date(event.at_ms // MS_PER_DAY)))
         commands.extend(extra)
-        try:
-            replies = send(self._redis, commands)
-            replies = self._with_scripts(commands, replies)
-        except Exception as exc:  # a page must never break because analytics did
-            # The connection failed before every reply was read: nothing can be said of these events.
-            return [exc] * len(events)
-        if self._queue is not None:
-            # A doorbell that could not be rung (Redis full) is rung by the sweep.
-            self._enqueue([shard for shard, reply in zip(rung, replies[len(events):])
-                           if reply and not isinstance(reply, Exception)])
-        return [reply if isinstance(reply, Exception) else QUEUED if reply is not None else REPEAT
-                for reply in replies[:len(events)]]
+        return Batch(commands, len(events), rung)
+
+    def conclude(self, batch: Batch, replies: list) -> tuple[list[object], list[int]]:
+        """(each event's outcome, the shards whose doorbell was newly rung) from a batch's replies."""
+        events = batch.events
+        # A doorbell that could not be rung (Redis full) is rung by the sweep.
+        rung = [shard for shard, reply in zip(batch.rung, replies[events:]) if reply and not isinstance(reply, Exception)]
+        outcomes = [reply if isinstance(reply, Exception) else QUEUED if reply is not None else REPEAT
+                    for reply in replies[:events]]
+        return outcomes, rung
+
+    def enqueue(self, shards: list[int]) -> None:
+        """Enqueue a drain job for each shard whose doorbell was newly rung (a blocking call to the queue Redis)."""
+        if self._queue is not None and shards:
+            self._enqueue(shards)
 
     def _with_scripts(self, commands: list[tuple], replies: list) -> list:
-        """Replies with every NOSCRIPT answered again by EVAL (a restarted Redis forgot the script;
-        the command did not run, so sending it again counts nothing twice)."""
-        again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        """Replies with every NOSCRIPT answered again by EVAL (see `scripts_again`)."""
+        again = scripts_again(commands, replies)
         if again:
-            for i, reply in zip(again, send(self._redis, [with_script_text(commands[i]) for i in again])):
+            for i, reply in zip(again, send(self._redis, list(again.values()))):
                 replies[i] = reply
         return replies
 

@@ -26,6 +26,7 @@ from datetime import date, timedelta
 from functools import lru_cache
 
 from redis import Redis
+from redis.exceptions import NoScriptError
 
 from .clock import MS_PER_DAY, day_date
 from .errors import ConfigError
@@ -153,6 +154,12 @@ def with_script_text(command: tuple) -> tuple:
     if command[0] == "EVALSHA" and command[1] == REPEAT_SHA:
         return ("EVAL", REPEAT_SCRIPT, *command[2:])
     return command
+
+
+def scripts_again(commands: list[tuple], replies: list) -> dict[int, tuple]:
+    """The commands Redis answered NOSCRIPT (restarted, or its scripts flushed), by index, as EVAL with the
+    script's text: they did not run, so sending them again counts nothing twice."""
+    return {i: with_script_text(commands[i]) for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)}
 
 
 def drop_commands(keys: Keys, shard: int, reason: str, day: date, count: int = 1) -> list[tuple]:

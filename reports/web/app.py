@@ -16,7 +16,7 @@ from functools import partial
 from importlib.resources import files
 from urllib.parse import urlencode
 
-from readrate.events.connections import CLI, redis_client, stream_client
+from readrate.events.connections import CLI, PAGE, redis_client, stream_client
 from readrate.events.emitter import Emitter
 from readrate.events.settings import Settings
 from readrate.workers.db import make_engine
@@ -34,6 +34,7 @@ from .counters import CounterCache
 from .dashboard import dashboard_page
 from .example import example_page, example_text
 from .metrics import InstallationGauges, metrics_text
+from .pipe import AsyncPipe
 from .reads import ReadEndpoint
 from .state import Collector
 
@@ -160,7 +161,8 @@ def build_app(settings: Settings, web: CollectorSettings) -> Dispatch:
     async def lifespan(app: Starlette):
         emitter = Emitter.from_settings(settings)
         engine = make_engine(settings.database_url)
-        collector = Collector(settings, web, emitter, CounterCache(engine))
+        pipe = None if settings.cluster else AsyncPipe(settings.redis_url, PAGE)
+        collector = Collector(settings, web, emitter, CounterCache(engine), pipe)
         collector.registry.register(InstallationGauges(collector))
         app.state.collector = collector
         # The dashboard's status queries wait for a busy Redis as the CLI does, not the page's 0.25 s.
@@ -169,6 +171,8 @@ def build_app(settings: Settings, web: CollectorSettings) -> Dispatch:
         try:
             yield
         finally:
+            if pipe is not None:
+                await pipe.close()
             collector.close()
             app.state.operator.close()
             engine.dispose()

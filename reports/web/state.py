@@ -28,6 +28,7 @@ from starlette.responses import Response
 from .clients import Proxies, RateLimit, client_address
 from .config import CollectorSettings
 from .counters import CounterCache, Listings
+from .pipe import AsyncPipe
 from .roundtrips import RoundTrips
 
 VOTER_COOKIE = "readrate_voter"
@@ -48,10 +49,11 @@ class BadRequest(Exception):
 class Collector:
     """The state one collector process serves every request from."""
 
-    def __init__(self, settings: Settings, web: CollectorSettings, emitter: Emitter, counters: CounterCache) -> None:
+    def __init__(self, settings: Settings, web: CollectorSettings, emitter: Emitter, counters: CounterCache,
+                 pipe: AsyncPipe | None = None) -> None:
         self.settings = settings
         self.web = web
-        self.round_trips = RoundTrips(emitter)
+        self.round_trips = RoundTrips(emitter, pipe)
         self.counters = counters
         self.listings = Listings()
         self._salt = DailySalt(emitter.redis, settings.prefix)
