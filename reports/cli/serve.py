@@ -8,6 +8,7 @@ import socket
 import click
 from readrate.events.errors import ConfigError, ReadrateError
 from readrate.events.urls import redact
+from readrate.workers.db import reachable
 
 from .app import App, note, pass_app
 
@@ -33,8 +34,10 @@ def _check_port(host: str, port: int) -> None:
               help="Server processes; one per core is about right. [env READRATE_WEB_WORKERS]")
 @click.option("--example", is_flag=True,
               help="Also serve /example/ARTICLE, an article page with the widget on it, and allow anonymous votes.")
+@click.option("--check", is_flag=True,
+              help="Check the settings, Redis, the database and the port as serving would, say so, and exit.")
 @pass_app
-def serve(app: App, host: str, port: int, workers: int, example: bool) -> None:
+def serve(app: App, host: str, port: int, workers: int, example: bool, check: bool) -> None:
     """Serve POST /v1/read, POST /v1/vote, GET /v1/counters, /readrate.js, /healthz,
     /metrics and /dashboard, on one origin.
 
@@ -51,6 +54,12 @@ def serve(app: App, host: str, port: int, workers: int, example: bool) -> None:
     web = CollectorSettings.from_env(**overrides)
     settings = app.installed()  # creates the installation, or refuses one that disagrees with the settings
     _check_port(host, port)
+    if check:
+        with reachable(settings.database_url), app.engine().connect():
+            pass
+        note(f"ready to serve {settings.prefix!r} ({redact(settings.redis_url)}, {redact(settings.database_url)}) "
+             f"on http://{host}:{port}/")
+        return
     note(f"readrate collector for {settings.prefix!r} ({redact(settings.redis_url)}, "
          f"{redact(settings.database_url)}) on http://{host}:{port}/")
     if example:

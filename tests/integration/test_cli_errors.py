@@ -28,9 +28,11 @@ NEEDS = {
     "worker": ["--burst"],
     "dead replay": ["--all"],
     "dead purge": ["--all"],
+    # Everything serving checks first (a port of its own included), then exit instead of serving.
+    "serve": ["--check", "--port", str(free_port())],
 }
 # Commands that create the database on purpose (they write: migrations, titles, a worker's tables).
-CREATE = {"db upgrade", "worker", "articles import"}
+CREATE = {"db upgrade", "worker", "articles import", "serve"}
 # At most this many lines on stderr for a failure: a message, perhaps a usage line and a hint.
 SHORT = 6
 
