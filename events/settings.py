@@ -59,7 +59,7 @@ class Settings:
             "prefix": _env_text(env, "READRATE_PREFIX", "readrate"),
             "rating_scale": RatingScale.parse(_env_text(env, "READRATE_RATING_SCALE", "1-5")),
             "queue_url": env.get("READRATE_QUEUE_URL") or None,
-            "cluster": _env_flag(env, "READRATE_REDIS_CLUSTER"),
+            "cluster": env_flag(env, "READRATE_REDIS_CLUSTER"),
             "batch_size": _env_int(env, "READRATE_BATCH_SIZE", 20_000, low=1, high=1_000_000),
             "lease_ms": _env_int(env, "READRATE_LEASE_MS", 10_000, low=100, high=3_600_000),
             "read_interval_ms": parse_interval(env.get("READRATE_READ_INTERVAL") or "30m"),
@@ -116,7 +116,8 @@ class Settings:
 _SEEDS = {"shards": "READRATE_SHARDS", "rating_scale": "READRATE_RATING_SCALE"}
 
 
-def _env_flag(env: Mapping[str, str], name: str) -> bool:
+def env_flag(env: Mapping[str, str], name: str) -> bool:
+    """A yes/no variable (1/0, true/false, yes/no, on/off; empty or unset: no); ConfigError otherwise."""
     raw = (env.get(name) or "").strip().lower()
     if raw in ("", "0", "false", "no", "off"):
         return False

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from readrate.events.errors import ConfigError
+from readrate.events.settings import env_flag
 
 # Votes one client may send per minute before it gets 429 (per collector process).
 DEFAULT_VOTES_PER_MINUTE = 30
@@ -43,7 +44,7 @@ class CollectorSettings:
                               f"{MIN_SECRET_BYTES} (e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)")
         values: dict[str, object] = {
             "voter_secret": secret.encode() if secret else None,
-            "anonymous_votes": _flag(env, "READRATE_ANONYMOUS_VOTES"),
+            "anonymous_votes": env_flag(env, "READRATE_ANONYMOUS_VOTES"),
             "allowed_origins": parse_origins(env.get("READRATE_ALLOWED_ORIGINS", "")),
             "trusted_proxies": parse_networks(env.get("READRATE_TRUSTED_PROXIES", "")),
             "dashboard_token": env.get("READRATE_DASHBOARD_TOKEN") or None,
@@ -79,15 +80,6 @@ def parse_networks(text: str) -> tuple[Network, ...]:
             raise ConfigError(f"READRATE_TRUSTED_PROXIES entry {item!r} is not an address or network; "
                               "accepted: 10.0.0.1, 10.0.0.0/8, ::1, fd00::/8") from None
     return tuple(networks)
-
-
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    raw = (env.get(name) or "").strip().lower()
-    if raw in ("", "0", "false", "no", "off"):
-        return False
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    raise ConfigError(f"{name}={raw!r} is not a yes/no value; accepted: 1, 0, true, false, yes, no")
 
 
 def _count(env: Mapping[str, str], name: str, default: int) -> int:
