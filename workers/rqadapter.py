@@ -107,6 +107,23 @@ class DrainWorker(SimpleWorker):
                 self.connection.delete(self.key)
         return super().register_birth()
 
+    def unsubscribe(self):
+        """Override: the command thread's last moments, while the worker shuts down, print nothing.
+
+        RQ's pub/sub thread waits up to 60 s for a command; on shutdown RQ waits only 1 s for it
+        before closing its connection, and the thread, woken on a closed connection, raised out of
+        RQ's handler and printed a traceback into the worker's log as the process exited.
+        Test: an error in the command thread during shutdown ends the thread quietly."""
+        self._unsubscribing = True
+        return super().unsubscribe()
+
+    def _pubsub_exception_handler(self, exc, pubsub, pubsub_thread):
+        """Override (see `unsubscribe`): once the worker is shutting down, any error ends the thread."""
+        if getattr(self, "_unsubscribing", False):
+            pubsub_thread.stop()
+            return None
+        return super()._pubsub_exception_handler(exc, pubsub, pubsub_thread)
+
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
         """Override: a job that cannot even be read (pickle, garbage) is refused and the worker goes on.
 

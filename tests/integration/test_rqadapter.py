@@ -12,9 +12,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from redis.client import PubSub
 from rq import Queue, Retry
 from rq.exceptions import StopRequested
 from rq.job import Job
@@ -125,6 +128,55 @@ def test_a_signal_during_bootstrap_asks_for_a_stop_instead_of_killing_the_proces
         worker.unsubscribe()
 
     assert seen == {"stopping": True, "stop_requested": True}
+
+
+class BrokenCommandThread:
+    """RQ's command (pub/sub) thread, polling quickly, whose reads fail once `broken` is set.
+
+    During a shutdown the failure comes while RQ unsubscribes, before it stops the thread: what a
+    read on a connection closed under the thread did on a loaded machine."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.broken = threading.Event()
+        self.printed: list[BaseException] = []
+        get_message, unsubscribe = PubSub.get_message, PubSub.unsubscribe
+        broken = self.broken
+
+        def failing_get_message(pubsub, **kwargs):
+            if broken.is_set():
+                raise RuntimeError("pubsub connection not set")
+            return get_message(pubsub, ignore_subscribe_messages=True, timeout=0.02)
+
+        def unsubscribe_slowly(pubsub, *args):
+            broken.set()
+            time.sleep(0.3)  # the thread fails while it is still meant to run
+            return unsubscribe(pubsub, *args)
+
+        monkeypatch.setattr(PubSub, "get_message", failing_get_message)
+        monkeypatch.setattr(PubSub, "unsubscribe", unsubscribe_slowly)
+        monkeypatch.setattr(threading, "excepthook", lambda args: self.printed.append(args.exc_value))
+
+
+def test_an_error_in_rqs_command_thread_while_the_worker_shuts_down_ends_the_thread_quietly(
+        settings, redis, drainer, monkeypatch):
+    thread = BrokenCommandThread(monkeypatch)
+    worker = worker_for(settings, redis.__class__.from_url(settings.redis_url), drainer)
+    worker.subscribe()
+    worker.unsubscribe()
+    worker.pubsub_thread.join(timeout=5)
+    assert not worker.pubsub_thread.is_alive()
+    assert thread.printed == []
+
+
+def test_an_error_in_rqs_command_thread_while_the_worker_runs_is_still_rqs_to_report(
+        settings, redis, drainer, monkeypatch):
+    thread = BrokenCommandThread(monkeypatch)
+    worker = worker_for(settings, redis.__class__.from_url(settings.redis_url), drainer)
+    worker.subscribe()
+    thread.broken.set()
+    worker.pubsub_thread.join(timeout=5)
+    assert [type(e) for e in thread.printed] == [RuntimeError]
+    worker.pubsub.close()
 
 
 def _dead_pid() -> int:
