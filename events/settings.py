@@ -47,6 +47,8 @@ class Settings:
     sweep_interval_ms: int = 500
     # One visitor's reads of one article count once per this many ms (READRATE_READ_INTERVAL; 0: every view).
     read_interval_ms: int = DEFAULT_READ_INTERVAL_MS
+    # READRATE_ARCHIVE: the folder every counted event is archived to, as Parquet (None: no archive).
+    archive: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -63,6 +65,7 @@ class Settings:
             "batch_size": _env_int(env, "READRATE_BATCH_SIZE", 20_000, low=1, high=1_000_000),
             "lease_ms": _env_int(env, "READRATE_LEASE_MS", 10_000, low=100, high=3_600_000),
             "read_interval_ms": parse_interval(env.get("READRATE_READ_INTERVAL") or "30m"),
+            "archive": env.get("READRATE_ARCHIVE") or None,
         }
         given = {k for k, v in overrides.items() if v is not None}
         explicit = {name for name, var in _SEEDS.items() if env.get(var) or name in given}

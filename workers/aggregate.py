@@ -60,6 +60,11 @@ class Batch:
     daily: Counter[tuple[str, int]] = field(default_factory=Counter)  # (article, epoch day) -> reads
     votes: dict[tuple[str, str], VoteCast] = field(default_factory=dict)
     rejected: list[Rejected] = field(default_factory=list)
+    # With the archive on: every counted event, in stream order, as
+    # (raw stream id, article, at_ms, visitor or voter, rating or None for a read).
+    counted: list[tuple[bytes, str, int, str | None, float | None]] | None = None
+    # The archive files holding `counted` (written before the transaction that names them).
+    files: list = field(default_factory=list)
 
     @property
     def reads(self) -> int:
@@ -72,6 +77,7 @@ def aggregate(
     scale: RatingScale | None = None,
     now_ms: int,
     decoder: Decoder | None = None,
+    keep: bool = False,
 ) -> Batch:
     """Fold `(stream id, fields)` pairs, in stream order, into a Batch.
 
@@ -79,6 +85,7 @@ def aggregate(
     Pass `decoder` (a long-lived `Decoder`) to reuse what it learnt across batches,
     or `scale` to start a fresh one. Votes: per (article, voter) the vote with the
     latest event time wins; on a tie the later entry wins, as it does across batches.
+    `keep` also keeps every counted event in `Batch.counted`, for the archive.
     """
     decode = (decoder or Decoder(scale)).entry
     batch = Batch(last_id=id_text(entries[-1][0]) if entries else "", entries=len(entries))
@@ -87,12 +94,17 @@ def aggregate(
     buckets: dict[tuple[str, int], list[int]] = {}
     first_vote_ms: dict[str, int] = {}
     votes = batch.votes
+    if keep:
+        batch.counted = []
+        counted = batch.counted.append
     for raw_id, fields in entries:
         try:
             article_id, at_ms, voter, rating = decode(fields, now_ms)
         except InvalidEvent as exc:
             batch.rejected.append(Rejected(id_text(raw_id), payload_text(as_dict(fields)), str(exc)))
             continue
+        if keep:
+            counted((raw_id, article_id, at_ms, _visitor(fields) if voter is None else voter, rating))
         if voter is None:
             key = (article_id, at_ms // MS_PER_HOUR)
             bucket = buckets.get(key)
@@ -112,6 +124,16 @@ def aggregate(
                 votes[(article_id, voter)] = VoteCast(article_id, voter, rating, at_ms)
     _derive(batch, buckets, first_vote_ms)
     return batch
+
+
+def _visitor(fields: list[bytes] | dict[bytes, bytes]) -> str | None:
+    """A valid read's visitor (the decoder has checked it), or None."""
+    if type(fields) is list:
+        if len(fields) == 8 and fields[6] == b"v":
+            return fields[7].decode() or None
+        fields = as_dict(fields)
+    visitor = fields.get(b"v")
+    return visitor.decode() or None if visitor else None
 
 
 def _derive(batch: Batch, buckets: dict[tuple[str, int], list[int]], first_vote_ms: dict[str, int]) -> None:

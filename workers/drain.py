@@ -143,7 +143,7 @@ class Drainer:
     def _drain(self, shard: int, lease: Lease, result: DrainResult, deadline: float) -> None:
         stream = self.keys.stream(shard)
         offset = self._offset(shard)
-        self.reader.start(stream, offset)
+        self.reader.start(stream, offset, shard)
         try:
             with writing(self.engine.connect()) as conn:
                 while not self.stopping.is_set():
@@ -152,9 +152,9 @@ class Drainer:
                         self._ran_dry(shard, offset)
                         if not self._pending(shard, offset):
                             return
-                        self.reader.start(stream, offset)  # an entry raced the doorbell's clearing
+                        self.reader.start(stream, offset, shard)  # an entry raced the doorbell's clearing
                         continue
-                    self.reader.start(stream, batch.last_id)
+                    self.reader.start(stream, batch.last_id, shard)
                     offset = self._apply(conn, shard, offset, batch, result)
                     step = after_batch(lease_held=lease.extend(), out_of_time=time.monotonic() > deadline,
                                        stopping=self.stopping.is_set())
@@ -174,15 +174,21 @@ class Drainer:
 
     def _apply(self, conn: Connection, shard: int, offset: str, batch: Batch, result: DrainResult) -> str:
         """Apply one batch; the offset the next batch follows (re-read if another drain got there first)."""
-        if apply_batch(conn, shard, offset, batch, received_at=utc_now()):
+        # On an error the batch's archive files stay: the commit may have gone through all the same,
+        # and clean() removes them later only if no committed batch names them.
+        archive = self.reader.archive
+        if apply_batch(conn, shard, offset, batch, received_at=utc_now(),
+                       archive_root=None if archive is None else str(archive.root)):
             # Exact: redis-py's default `MINID ~` evicts at most 10,000 entries a call.
             self.redis.xtrim(self.keys.stream(shard), minid=next_id(batch.last_id), approximate=False)
             self._count(result, batch)
             return batch.last_id
+        if archive is not None:  # certainly not committed: another drain applied these entries
+            archive.remove(batch.files)
         result.conflicts += 1
         log.warning("shard %d: offset moved under us (another drain applied it); re-reading", shard)
         offset = self._offset(shard)
-        self.reader.start(self.keys.stream(shard), offset)
+        self.reader.start(self.keys.stream(shard), offset, shard)
         return offset
 
     def _ran_dry(self, shard: int, offset: str) -> None:

@@ -23,6 +23,7 @@ from readrate.events.streamids import after
 from readrate.events.wire import Decoder
 
 from .aggregate import Batch, aggregate
+from .archive import Archive
 
 
 def _raw_reply(response, **_options):
@@ -33,19 +34,23 @@ class BatchReader:
     """Reads one shard's next batch ahead, in its own thread, on its own Redis connection."""
 
     def __init__(self, redis: Redis, *, batch_size: int, scale: RatingScale,
-                 clock_ms: Callable[[], int] = now_ms) -> None:
+                 clock_ms: Callable[[], int] = now_ms, archive: Archive | None = None) -> None:
         self._redis = redis
         # This client is the reader's alone, so changing its reply handling touches no one else.
         self._redis.set_response_callback("XRANGE", _raw_reply)
         self.batch_size = batch_size
         self._decoder = Decoder(scale)  # learns valid ids and ratings; used by the reader thread only
         self._clock_ms = clock_ms
+        # With the archive on, the read-ahead also writes the batch's archive files (pyarrow works with
+        # the GIL released, beside the writer's transaction).
+        self.archive = archive
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="readrate-reader")
         self._ahead: Future | None = None
 
     @classmethod
     def connect(cls, settings: Settings, *, batch_size: int, scale: RatingScale) -> BatchReader:
-        return cls(stream_client(settings.redis_url, WORKER, cluster=settings.cluster), batch_size=batch_size, scale=scale)
+        return cls(stream_client(settings.redis_url, WORKER, cluster=settings.cluster), batch_size=batch_size,
+                   scale=scale, archive=Archive(settings.archive) if settings.archive else None)
 
     def rescale(self, scale: RatingScale) -> None:
         """Check ratings against `scale` from the next read on (the installation's scale was changed)."""
@@ -53,8 +58,8 @@ class BatchReader:
             self.drop()
             self._decoder = Decoder(scale)
 
-    def read(self, stream: str, offset: str) -> Batch | None:
-        """The batch after `offset`, folded, read in the caller's thread; None if there is none."""
+    def read(self, stream: str, offset: str, shard: int = 0) -> Batch | None:
+        """The batch after `offset`, folded (and archived), read in the caller's thread; None if there is none."""
         if isinstance(self._redis, RedisCluster):
             # A cluster client parses each reply with the callbacks of the node's own client first, and its
             # own callback sees only the parsed entries: make the owning node's client raw as well (a node
@@ -62,12 +67,17 @@ class BatchReader:
             node = self._redis.get_redis_connection(self._redis.get_node_from_key(stream))
             node.set_response_callback("XRANGE", _raw_reply)
         entries = self._redis.xrange(stream, min=after(offset), count=self.batch_size)
-        return aggregate(entries, decoder=self._decoder, now_ms=self._clock_ms()) if entries else None
+        if not entries:
+            return None
+        batch = aggregate(entries, decoder=self._decoder, now_ms=self._clock_ms(), keep=self.archive is not None)
+        if self.archive is not None:
+            batch.files = self.archive.write(shard, batch.counted)
+        return batch
 
-    def start(self, stream: str, offset: str) -> None:
+    def start(self, stream: str, offset: str, shard: int = 0) -> None:
         """Begin reading the batch after `offset`; a read still in flight is waited out and dropped first."""
         self.drop()
-        self._ahead = self._thread.submit(self.read, stream, offset)
+        self._ahead = self._thread.submit(self.read, stream, offset, shard)
 
     def take(self) -> Batch | None:
         """The batch `start` asked for (waiting for it); its Redis error, if it failed."""
@@ -82,9 +92,11 @@ class BatchReader:
         if ahead is None:
             return
         try:
-            ahead.result()
+            batch = ahead.result()
         except Exception:  # noqa: BLE001 - the read was speculative
-            pass
+            return
+        if batch is not None and batch.files:  # archive files of a batch nobody applies
+            self.archive.remove(batch.files)
 
     def close(self) -> None:
         self.drop()

@@ -23,6 +23,7 @@ from readrate.events.installation import RecordWatch
 from readrate.events.jobs import drain_queue
 from readrate.events.settings import Settings
 
+from . import archive
 from .backlog import backlog
 from .db import check_database, make_engine, upgrade
 from .drain import Drainer, DrainTotals
@@ -101,6 +102,7 @@ class WorkerProcess:
         self.prepared = True
         upgrade(self.engine)
         self.settings = establish(self.engine, self.streams, self.settings)
+        archive.prepare(self.engine, self.settings.archive)
         self.drainer.follow(force=True)
         # A worker that died mid-job left no job behind: start-up cannot tell, so it asks for all.
         self.sweeper.sweep_once(force=True)

@@ -138,3 +138,39 @@ rejected_events = Table(
     Column("received_at", DateTime, nullable=False),
     Index(None, "received_at"),
 )
+
+# The archive (DESIGN.md, "Archive"): the Parquet files committed batches wrote, by path under READRATE_ARCHIVE.
+# A file is part of the archive only once the batch transaction that names it here has committed.
+archive_files = Table(
+    "archive_files",
+    metadata,
+    Column("path", String(255), primary_key=True),
+    Column("day", Date, nullable=False),
+    Column("shard", Integer, nullable=False),
+    Column("events", BigInteger, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("first_id", String(64), nullable=False),
+    Column("last_id", String(64), nullable=False),
+    Column("committed_at", DateTime, nullable=False),
+    Index(None, "day"),
+)
+
+# One row once archiving has started: when, and (archive_baseline) the counters as they stood then.
+archive_state = Table(
+    "archive_state",
+    metadata,
+    Column("singleton", Integer, primary_key=True, autoincrement=False),
+    Column("started_at", DateTime, nullable=False),
+    Column("root", Text, nullable=False),
+    CheckConstraint("singleton = 1", name="one_archive"),
+)
+
+archive_baseline = Table(
+    "archive_baseline",
+    metadata,
+    Column("article_id", ID, primary_key=True),
+    Column("reads", COUNT, nullable=False),
+    Column("votes", COUNT, nullable=False),
+    Column("rating_sum", RATING, nullable=False),
+    sqlite_with_rowid=False,
+)

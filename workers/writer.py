@@ -43,7 +43,18 @@ from readrate.events.streamids import START_ID
 
 from .aggregate import Batch
 from .db import writing
-from .schema import article_stats, reads_daily, reads_hourly, rejected_events, stream_offsets, votes, votes_daily
+from .schema import (
+    archive_baseline,
+    archive_files,
+    archive_state,
+    article_stats,
+    reads_daily,
+    reads_hourly,
+    rejected_events,
+    stream_offsets,
+    votes,
+    votes_daily,
+)
 from .votes import VotePlan, plan_votes
 
 # Pairs per lookup of stored votes: keeps bound parameters well under SQLite's limit.
@@ -184,25 +195,44 @@ def read_offset(conn: Connection, shard: int) -> str | None:
     return conn.scalar(select(stream_offsets.c.last_id).where(stream_offsets.c.shard == shard))
 
 
-def apply_batch(conn: Connection, shard: int, old_id: str, batch: Batch, *, received_at: datetime) -> bool:
+def apply_batch(conn: Connection, shard: int, old_id: str, batch: Batch, *, received_at: datetime,
+                archive_root: str | None = None) -> bool:
     """Apply `batch` read from `shard` after `old_id` in one transaction; False if the offset had moved.
 
-    `conn` must not be in a transaction; on SQLite it should be `writing()`.
+    `conn` must not be in a transaction; on SQLite it should be `writing()`. With `archive_root`
+    (READRATE_ARCHIVE) the same transaction records the batch's archive files, `batch.files`.
     """
     try:
         with conn.begin():
-            _apply(conn, statements(conn.dialect.name), shard, old_id, batch, received_at)
+            _apply(conn, statements(conn.dialect.name), shard, old_id, batch, received_at, archive_root)
     except OffsetMoved:
         return False
     return True
 
 
-def _apply(conn: Connection, sql: Statements, shard: int, old_id: str, batch: Batch, received_at: datetime) -> None:
+def _record_archive(conn: Connection, batch: Batch, root: str, received_at: datetime) -> None:
+    """Name the batch's files; the first archiving transaction also records the start and the baseline."""
+    if conn.scalar(select(archive_state.c.singleton)) is None:
+        module = postgresql if conn.dialect.name == "postgresql" else sqlite
+        started = conn.execute(module.insert(archive_state).on_conflict_do_nothing(),
+                               {"singleton": 1, "started_at": received_at, "root": root}).rowcount
+        if started:  # the counters as they stand before the first archived batch: "before the archive"
+            columns = ["article_id", "reads", "votes", "rating_sum"]
+            conn.execute(insert(archive_baseline).from_select(
+                columns, select(*(article_stats.c[name] for name in columns))))
+    if batch.files:
+        conn.execute(insert(archive_files), [{**f.row(), "committed_at": received_at} for f in batch.files])
+
+
+def _apply(conn: Connection, sql: Statements, shard: int, old_id: str, batch: Batch, received_at: datetime,
+           archive_root: str | None = None) -> None:
     at = sql.datetime(received_at)
     moved = conn.exec_driver_sql(sql.move_offset, {"shard": shard, "old_id": old_id, "new_id": batch.last_id,
                                                     "at": at}).rowcount
     if moved != 1:
         raise OffsetMoved(shard)
+    if archive_root is not None:  # before the counters move: the baseline must not include this batch
+        _record_archive(conn, batch, archive_root, received_at)
     plan = plan_votes(batch.votes.values(), _stored_votes(conn, sql, list(batch.votes)))
     sql.upsert(conn, sql.article_stats, _article_rows(batch, plan))
     sql.upsert(conn, sql.reads_hourly, _hourly_rows(batch))

@@ -1,0 +1,234 @@
+"""The archive: every counted event, in Parquet files under READRATE_ARCHIVE (DESIGN.md, "Archive").
+
+A drain writes the counted events of a batch before the batch transaction, one
+file per event day (`DIR/day=YYYY-MM-DD/`), and that transaction records the files
+in `archive_files`. Only recorded files belong to the archive: a file whose
+transaction never committed (a crash, a moved offset, a database outage) is never
+read, and `clean()` removes it once it is older than any transaction could take.
+So after any crash every counted event is in the archive exactly once.
+
+The first archiving transaction also records when the archive started and a copy of
+the counters as they stood (`archive_baseline`): `readrate audit` reports those as
+"before the archive" instead of drift.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, select
+
+from readrate.events.clock import MS_PER_DAY, day_date
+from readrate.events.errors import ConfigError
+
+from .schema import archive_files, archive_state
+
+# An unrecorded file older than this is an orphan: no batch transaction takes anywhere near this long.
+ORPHAN_AGE_S = 3600.0
+SUFFIX = ".parquet"
+PARTIAL = ".partial"
+COLUMNS = ("stream_id", "shard", "kind", "article_id", "at", "visitor", "rating")
+Counted = tuple[bytes, str, int, "str | None", "float | None"]
+
+
+def _arrow():
+    """pyarrow and pyarrow.parquet, or a ConfigError saying how to install them (the `archive` extra)."""
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError:  # pragma: no cover - the dev and compose installs have it
+        raise ConfigError("READRATE_ARCHIVE needs pyarrow: pip install 'readrate[archive]'") from None
+    return pyarrow, pyarrow.parquet
+
+
+def schema():
+    pa, _ = _arrow()
+    return pa.schema([
+        ("stream_id", pa.string()),
+        ("shard", pa.int16()),
+        ("kind", pa.string()),
+        ("article_id", pa.string()),
+        ("at", pa.timestamp("ms", tz="UTC")),
+        ("visitor", pa.string()),
+        ("rating", pa.float64()),
+    ])
+
+
+# Ids that share long prefixes and times that only grow: delta encodings beat dictionaries for them.
+WRITE_OPTIONS = {
+    "compression": "zstd",
+    "compression_level": 3,
+    "use_dictionary": ["kind", "article_id", "visitor", "rating", "shard"],
+    "column_encoding": {"stream_id": "DELTA_BYTE_ARRAY", "at": "DELTA_BINARY_PACKED"},
+}
+
+
+@dataclass(frozen=True)
+class ArchiveFile:
+    """One file of a batch: where it is (relative to the archive root) and what it holds."""
+
+    path: str
+    day: date
+    shard: int
+    events: int
+    bytes: int
+    first_id: str
+    last_id: str
+
+    def row(self) -> dict:
+        return {"path": self.path, "day": self.day, "shard": self.shard, "events": self.events,
+                "bytes": self.bytes, "first_id": self.first_id, "last_id": self.last_id}
+
+
+def day_folder(day: date) -> str:
+    return f"day={day.isoformat()}"
+
+
+class Archive:
+    """The archive folder: writes a batch's files, lists and removes them."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+
+    def check(self) -> None:
+        """Create the folder if needed; ConfigError if it cannot be written (checked at worker start)."""
+        _arrow()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f".probe-{uuid.uuid4().hex}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(f"READRATE_ARCHIVE={str(self.root)!r} cannot be written: {exc.strerror or exc}") \
+                from None
+
+    def write(self, shard: int, counted: Sequence[Counted]) -> list[ArchiveFile]:
+        """Write `counted` (stream order) as one file per event day; the files, not yet part of the archive."""
+        if not counted:
+            return []
+        pa, pq = _arrow()
+        ids, articles, ats, people, ratings = zip(*counted)
+        days = [at // MS_PER_DAY for at in ats]
+        first, last = min(days), max(days)
+        if first == last:
+            runs = [(first, 0, len(days))]
+            order = None
+        else:  # several days (an import of old events): group by day, stream order kept within each
+            order = sorted(range(len(days)), key=days.__getitem__)
+            runs, start = [], 0
+            for i in range(1, len(order) + 1):
+                if i == len(order) or days[order[i]] != days[order[start]]:
+                    runs.append((days[order[start]], start, i))
+                    start = i
+        table = pa.table([
+            pa.array(ids, pa.binary()).cast(pa.string()),
+            pa.array([shard] * len(ids), pa.int16()),
+            pa.array(["read" if r is None else "vote" for r in ratings], pa.string()),
+            pa.array(articles, pa.string()),
+            pa.array(ats, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+            pa.array(people, pa.string()),
+            pa.array(ratings, pa.float64()),
+        ], schema=schema())
+        if order is not None:
+            table = table.take(pa.array(order, pa.int64()))
+        files = []
+        for day_number, start, stop in runs:
+            part = table.slice(start, stop - start)
+            day = day_date(day_number)
+            first_id, last_id = part.column(0)[0].as_py(), part.column(0)[-1].as_py()
+            name = f"{day_folder(day)}/{shard:04d}-{first_id}-{uuid.uuid4().hex[:12]}{SUFFIX}"
+            size = self._write_file(pq, part, name)
+            files.append(ArchiveFile(name, day, shard, len(part), size, first_id, last_id))
+        return files
+
+    def _write_file(self, pq, table, name: str) -> int:
+        """Write durably under a temporary name, then rename: a file is whole or absent."""
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + PARTIAL)
+        with open(partial, "wb") as out:
+            pq.write_table(table, out, **WRITE_OPTIONS)
+            out.flush()
+            os.fsync(out.fileno())
+            size = out.tell()
+        os.replace(partial, path)
+        return size
+
+    def remove(self, files: Iterable[ArchiveFile | str]) -> None:
+        """Delete files (a batch whose transaction did not commit, or files compaction replaced)."""
+        for item in files:
+            name = item.path if isinstance(item, ArchiveFile) else item
+            try:
+                (self.root / name).unlink()
+            except FileNotFoundError:
+                pass
+
+    def on_disk(self) -> list[tuple[str, float]]:
+        """(relative path, modification time) of every archive or partial file under the root."""
+        found = []
+        for path in self.root.glob("day=*/*"):
+            if path.name.endswith((SUFFIX, PARTIAL)):
+                try:
+                    found.append((path.relative_to(self.root).as_posix(), path.stat().st_mtime))
+                except FileNotFoundError:  # removed meanwhile (compaction, another clean)
+                    pass
+        return found
+
+    def clean(self, engine: Engine, *, older_than_s: float = ORPHAN_AGE_S) -> list[str]:
+        """Remove files no committed batch names that are older than `older_than_s`; the names removed.
+
+        Listed before the recorded names are read, so a file committed in between is kept."""
+        cutoff = time.time() - older_than_s
+        candidates = [name for name, mtime in self.on_disk() if mtime < cutoff]
+        if not candidates:
+            return []
+        with engine.connect() as conn:
+            recorded = set(recorded_paths(conn))
+        orphans = [name for name in candidates if name not in recorded]
+        self.remove(orphans)
+        return orphans
+
+    def paths(self, names: Iterable[str]) -> list[str]:
+        """Absolute paths of recorded files, for a Parquet reader."""
+        return [str(self.root / name) for name in names]
+
+
+def recorded_paths(conn: Connection, *, since: date | None = None, until: date | None = None) -> list[str]:
+    """The files committed batches name (the archive), oldest day first; optionally only some days."""
+    query = select(archive_files.c.path).order_by(archive_files.c.day, archive_files.c.path)
+    if since is not None:
+        query = query.where(archive_files.c.day >= since)
+    if until is not None:
+        query = query.where(archive_files.c.day < until)
+    return list(conn.scalars(query))
+
+
+def started(conn: Connection) -> tuple[object, str] | None:
+    """(started_at, root) once archiving has started in this database; None before."""
+    row = conn.execute(select(archive_state.c.started_at, archive_state.c.root)).first()
+    return None if row is None else (row[0], row[1])
+
+
+def prepare(engine: Engine, archive_dir: str | None) -> Archive | None:
+    """At worker start: the archive to write, checked; ConfigError if this worker would leave events out of it.
+
+    Once an installation archives, every worker must: a worker without READRATE_ARCHIVE would count
+    events the archive never sees, and every audit after would report them as drift."""
+    with engine.connect() as conn:
+        since = started(conn)
+    if archive_dir is None:
+        if since is not None:
+            raise ConfigError(f"this installation has archived every counted event since {since[0]:%Y-%m-%d %H:%M} "
+                              f"UTC (into {since[1]}): set READRATE_ARCHIVE on this worker too, or its events "
+                              "would be missing from the archive")
+        return None
+    archive = Archive(archive_dir)
+    archive.check()
+    archive.clean(engine)
+    return archive
