@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import ModuleType
 
-from . import aggregate, ceiling, cluster, emit, lag, machine, memory, reporting, scaleout, web, workload
+from . import aggregate, archive, ceiling, cluster, emit, lag, machine, memory, reporting, scaleout, web, workload
 from .harness import Outcome, Row, figure, median, skipped, table
 from .resources import ROOT, Env
 
@@ -47,7 +47,7 @@ class Run:
         return [r.name for r in self.results if r.error]
 
 
-SCENARIOS: list[ModuleType] = [emit, aggregate, ceiling, reporting, memory, lag, scaleout, cluster, web]
+SCENARIOS: list[ModuleType] = [emit, aggregate, ceiling, reporting, memory, lag, scaleout, cluster, web, archive]
 NAMES = [s.NAME for s in SCENARIOS]
 
 

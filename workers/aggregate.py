@@ -60,9 +60,9 @@ class Batch:
     daily: Counter[tuple[str, int]] = field(default_factory=Counter)  # (article, epoch day) -> reads
     votes: dict[tuple[str, str], VoteCast] = field(default_factory=dict)
     rejected: list[Rejected] = field(default_factory=list)
-    # With the archive on: every counted event, in stream order, as
-    # (raw stream id, article, at_ms, visitor or voter, rating or None for a read).
-    counted: list[tuple[bytes, str, int, str | None, float | None]] | None = None
+    # With the archive on: every counted event, in stream order, as (raw stream id, article, at_ms,
+    # visitor or voter as UTF-8 bytes (b"" or None: no visitor), rating or None for a read).
+    counted: list[tuple[bytes, str, int, bytes | None, float | None]] | None = None
     # The archive files holding `counted` (written before the transaction that names them).
     files: list = field(default_factory=list)
 
@@ -103,8 +103,11 @@ def aggregate(
         except InvalidEvent as exc:
             batch.rejected.append(Rejected(id_text(raw_id), payload_text(as_dict(fields)), str(exc)))
             continue
-        if keep:
-            counted((raw_id, article_id, at_ms, _visitor(fields) if voter is None else voter, rating))
+        if keep:  # the Emitter's field order (k, a, t, v, …) in place; anything else through a dict
+            if type(fields) is list and len(fields) >= 8 and fields[6] == b"v":
+                counted((raw_id, article_id, at_ms, fields[7], rating))
+            else:
+                counted((raw_id, article_id, at_ms, _person(fields), rating))
         if voter is None:
             key = (article_id, at_ms // MS_PER_HOUR)
             bucket = buckets.get(key)
@@ -126,14 +129,11 @@ def aggregate(
     return batch
 
 
-def _visitor(fields: list[bytes] | dict[bytes, bytes]) -> str | None:
-    """A valid read's visitor (the decoder has checked it), or None."""
+def _person(fields: list[bytes] | dict[bytes, bytes]) -> bytes | None:
+    """A valid event's visitor or voter, as stored (the decoder has checked it), or None."""
     if type(fields) is list:
-        if len(fields) == 8 and fields[6] == b"v":
-            return fields[7].decode() or None
         fields = as_dict(fields)
-    visitor = fields.get(b"v")
-    return visitor.decode() or None if visitor else None
+    return fields.get(b"v")
 
 
 def _derive(batch: Batch, buckets: dict[tuple[str, int], list[int]], first_vote_ms: dict[str, int]) -> None:

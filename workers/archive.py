@@ -34,7 +34,7 @@ ORPHAN_AGE_S = 3600.0
 SUFFIX = ".parquet"
 PARTIAL = ".partial"
 COLUMNS = ("stream_id", "shard", "kind", "article_id", "at", "visitor", "rating")
-Counted = tuple[bytes, str, int, "str | None", "float | None"]
+Counted = tuple[bytes, str, int, "bytes | str | None", "float | None"]
 
 
 def _arrow():
@@ -113,30 +113,31 @@ class Archive:
         if not counted:
             return []
         pa, pq = _arrow()
+        import pyarrow.compute as pc
+
         ids, articles, ats, people, ratings = zip(*counted)
-        days = [at // MS_PER_DAY for at in ats]
-        first, last = min(days), max(days)
-        if first == last:
-            runs = [(first, 0, len(days))]
-            order = None
-        else:  # several days (an import of old events): group by day, stream order kept within each
-            order = sorted(range(len(days)), key=days.__getitem__)
-            runs, start = [], 0
-            for i in range(1, len(order) + 1):
-                if i == len(order) or days[order[i]] != days[order[start]]:
-                    runs.append((days[order[start]], start, i))
-                    start = i
+        at = pa.array(ats, pa.int64())
+        rating = pa.array(ratings, pa.float64())
+        person = pa.array(people, pa.binary()).cast(pa.string())
         table = pa.table([
             pa.array(ids, pa.binary()).cast(pa.string()),
-            pa.array([shard] * len(ids), pa.int16()),
-            pa.array(["read" if r is None else "vote" for r in ratings], pa.string()),
+            pa.repeat(pa.scalar(shard, pa.int16()), len(ids)),
+            pc.if_else(pc.is_null(rating), "read", "vote"),
             pa.array(articles, pa.string()),
-            pa.array(ats, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
-            pa.array(people, pa.string()),
-            pa.array(ratings, pa.float64()),
+            at.cast(pa.timestamp("ms", tz="UTC")),
+            pc.if_else(pc.equal(person, ""), pa.scalar(None, pa.string()), person),  # "" is no visitor
+            rating,
         ], schema=schema())
-        if order is not None:
-            table = table.take(pa.array(order, pa.int64()))
+        days = pc.divide(at, MS_PER_DAY)
+        first, last = pc.min_max(days).values()
+        if first == last:
+            runs = [(first.as_py(), 0, len(table))]
+        else:  # several days (an import of old events): grouped by day, stream order kept within each
+            order = pc.sort_indices(days)  # stable
+            table, days = table.take(order), days.take(order)
+            encoded = pc.run_end_encode(days)
+            ends = encoded.run_ends.to_pylist()
+            runs = [(day, start, stop) for day, start, stop in zip(encoded.values.to_pylist(), [0, *ends[:-1]], ends)]
         files = []
         for day_number, start, stop in runs:
             part = table.slice(start, stop - start)
