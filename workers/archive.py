@@ -19,15 +19,15 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
-from readrate.events.clock import MS_PER_DAY, day_date
+from readrate.events.clock import MS_PER_DAY, day_date, utc_now
 from readrate.events.errors import ConfigError
 
-from .schema import archive_files, archive_state
+from .schema import archive_baseline, archive_files, archive_state, article_stats
 
 # An unrecorded file older than this is an orphan: no batch transaction takes anywhere near this long.
 ORPHAN_AGE_S = 3600.0
@@ -233,3 +233,109 @@ def prepare(engine: Engine, archive_dir: str | None) -> Archive | None:
     archive.check()
     archive.clean(engine)
     return archive
+
+
+# -- compaction and retention ---------------------------------------------------------------------
+
+MERGED_SHARD = -1  # archive_files.shard of a merged file, which holds several shards' events
+
+
+@dataclass(frozen=True)
+class Compacted:
+    day: date
+    files: int
+    events: int
+    bytes_before: int
+    bytes_after: int
+
+
+def days_to_compact(conn: Connection, *, day: date | None = None) -> list[date]:
+    """Days with more than one recorded file (or just `day`), oldest first."""
+    query = select(archive_files.c.day).group_by(archive_files.c.day).having(func.count() > 1) \
+        .order_by(archive_files.c.day)
+    if day is not None:
+        query = query.where(archive_files.c.day == day)
+    return [_as_date(d) for d in conn.scalars(query)]
+
+
+def _as_date(value) -> date:
+    return date.fromisoformat(value) if isinstance(value, str) else value
+
+
+def compact_day(engine: Engine, archive: Archive, day: date) -> Compacted | None:
+    """Merge one day's recorded files into one, safely while workers write new ones.
+
+    The merged file is written first; one transaction then swaps the rows (only if every
+    merged file is still recorded: a concurrent compaction makes this one back off); the
+    old files are deleted after the commit. Readers see the old files or the new one."""
+    pa, pq = _arrow()
+    with engine.connect() as conn:
+        rows = conn.execute(select(archive_files).where(archive_files.c.day == day)).mappings().all()
+    if len(rows) < 2:
+        return None
+    # Stream order per shard: files of one shard by their first stream id, then shard by shard.
+    rows = sorted(rows, key=lambda r: (r["shard"], _id_order(r["first_id"]), r["path"]))
+    table = pa.concat_tables([pq.read_table(archive.root / r["path"], schema=schema()) for r in rows])
+    name = f"{day_folder(day)}/merged-{uuid.uuid4().hex[:12]}{SUFFIX}"
+    size = archive._write_file(pq, table, name)
+    merged = ArchiveFile(name, day, MERGED_SHARD, len(table), size, "", "")
+    paths = [r["path"] for r in rows]
+    try:
+        with engine.begin() as conn:
+            gone = conn.execute(delete(archive_files).where(archive_files.c.path.in_(paths))).rowcount
+            if gone != len(paths):
+                raise _Raced()
+            conn.execute(insert(archive_files), [{**merged.row(), "committed_at": utc_now()}])
+    except _Raced:
+        archive.remove([merged])
+        return None
+    # (On any other error it is unknown whether the swap committed: both stay, clean() removes the unrecorded.)
+    archive.remove(paths)
+    return Compacted(day, len(rows), len(table), sum(r["bytes"] for r in rows), size)
+
+
+class _Raced(Exception):
+    """Another compaction swapped some of these files first."""
+
+
+def _id_order(stream_id: str) -> tuple[int, int]:
+    if not stream_id:
+        return (0, 0)
+    ms, _, seq = stream_id.partition("-")
+    return (int(ms), int(seq or 0))
+
+
+def prune(engine: Engine, archive: Archive, before: date) -> tuple[int, int]:
+    """Drop the archive's days before `before`: (files, events) removed.
+
+    What the pruned events counted can no longer be recomputed: their articles join the
+    baseline (audit reports them as "before the archive") and the archive's start moves to `before`."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(archive_files.c.path, archive_files.c.events)
+                            .where(archive_files.c.day < before)).all()
+    if not rows:
+        return 0, 0
+    paths = [path for path, _ in rows]
+    articles = _articles_in(archive, paths)
+    begins = datetime(before.year, before.month, before.day)
+    columns = [article_stats.c[name] for name in ("article_id", "reads", "votes", "rating_sum")]
+    with engine.begin() as conn:
+        conn.execute(delete(archive_files).where(archive_files.c.path.in_(paths)))
+        fresh = sorted(articles - set(conn.scalars(select(archive_baseline.c.article_id))))
+        for start in range(0, len(fresh), 500):
+            stats = conn.execute(select(*columns).where(article_stats.c.article_id.in_(fresh[start:start + 500])))
+            baseline = [dict(row._mapping) for row in stats]
+            if baseline:
+                conn.execute(insert(archive_baseline), baseline)
+        conn.execute(update(archive_state).where(archive_state.c.started_at < begins).values(started_at=begins))
+    archive.remove(paths)
+    return len(rows), sum(n for _, n in rows)
+
+
+def _articles_in(archive: Archive, names: list[str]) -> set[str]:
+    _, pq = _arrow()
+    found: set[str] = set()
+    for name in names:
+        column = pq.read_table(archive.root / name, columns=["article_id"]).column(0)
+        found.update(column.unique().to_pylist())
+    return found

@@ -34,9 +34,11 @@ DRIFT_COLUMNS = [
 @click.option("--since", type=When(),
               help="Compare only the daily and hourly buckets and the votes from this day (UTC) on: a duration "
                    "before now (30d) or an ISO date. [default: everything, totals included]")
+@click.option("--show-before", is_flag=True,
+              help="Also list the differences of articles counted before the archive started (not drift).")
 @format_option
 @pass_app
-def audit_command(app: App, since: datetime | None, fmt: str) -> int:
+def audit_command(app: App, since: datetime | None, show_before: bool, fmt: str) -> int:
     """Recompute every article's reads, votes, rating sum, daily and hourly buckets and current votes
     from the archive (READRATE_ARCHIVE), compare them with the database, and print every difference.
 
@@ -51,16 +53,17 @@ def audit_command(app: App, since: datetime | None, fmt: str) -> int:
     window = "" if result.since is None else f" from {result.since}"
     title = (f"Audit of {plural(result.articles, 'article')} against {plural(result.events, 'archived event')}"
              f"{window} in {plural(result.files, 'file')}")
-    if result.drift or fmt != "table":
+    shown = result.drift if show_before else drifted
+    before = len(result.drift) - len(drifted)
+    if shown or fmt != "table":
         document = {"events": result.events, "files": result.files, "articles": result.articles,
                     "since": result.since, "archive_started_at": result.started_at,
                     "baseline_articles": result.baseline_articles, "drifted": len(drifted),
-                    "drift": result.drift}
-        click.echo(render(result.drift, DRIFT_COLUMNS, fmt, title=title, document=document), nl=False)
-    before = len(result.drift) - len(drifted)
+                    "before_archive": before, "drift": shown}
+        click.echo(render(shown, DRIFT_COLUMNS, fmt, title=title, document=document), nl=False)
     if before:
-        note(f"{plural(before, 'difference')} in articles counted before the archive started "
-             f"({result.started_at:%Y-%m-%d %H:%M} UTC): not drift")
+        note(f"{plural(before, 'difference')} in {plural(result.baseline_articles, 'article')} counted before the "
+             f"archive started or pruned from it: not drift" + ("" if show_before else " (--show-before lists them)"))
     if drifted:
         note(f"drift: {plural(len(drifted), 'value')} in "
              f"{plural(len({d.article_id for d in drifted}), 'article')} differ from the archive")
