@@ -19,9 +19,20 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import Engine, select
 
-from readrate.events.clock import EPOCH, MS_PER_DAY, MS_PER_HOUR, datetime_to_ms
-from readrate.events.errors import ConfigError, ReadrateError
+from readrate.events.clock import EPOCH, MS_PER_HOUR, datetime_to_ms
+from readrate.events.errors import ReadrateError
 from readrate.workers.archive import Archive, recorded_paths, started
+from readrate.workers.recompute import (
+    CURRENT_VOTES,
+    READS_BY_ARTICLE,
+    READS_BY_DAY,
+    READS_BY_HOUR,
+    VOTES_BY_ARTICLE,
+    VOTES_BY_DAY,
+    duckdb_connection,
+    load_events,
+    recorded_rules,
+)
 from readrate.workers.schema import (
     archive_baseline,
     article_stats,
@@ -81,45 +92,6 @@ def archive_root(engine: Engine, configured: str | None) -> Archive:
     return Archive(configured or since[1])
 
 
-def duckdb_connection():
-    try:
-        import duckdb
-    except ImportError:  # pragma: no cover - the dev and compose installs have it
-        raise ConfigError("reading the archive needs DuckDB: pip install 'readrate[archive]'") from None
-    conn = duckdb.connect()
-    conn.execute("SET TimeZone = 'UTC'")
-    return conn
-
-
-def load_events(duck, archive: Archive, names: list[str], since: date | None = None) -> int:
-    """Make the view `ev` over the committed files: one row per event, times as epoch ms; its row count."""
-    from readrate.workers.archive import schema
-
-    if names:
-        duck.read_parquet(archive.paths(names)).create_view("archived")
-    else:
-        duck.from_arrow(schema().empty_table()).create_view("archived")
-    window = "" if since is None else f"WHERE epoch_ms(\"at\") >= {_day_ms(since)}"
-    duck.execute(f"""
-        CREATE OR REPLACE TEMP VIEW ev AS
-        SELECT kind, article_id, epoch_ms("at") AS at_ms, visitor, rating, shard,
-               CAST(split_part(stream_id, '-', 1) AS BIGINT) AS id_ms,
-               CAST(split_part(stream_id, '-', 2) AS BIGINT) AS id_seq
-        FROM archived {window}""")
-    return duck.execute("SELECT count(*) FROM ev").fetchone()[0]
-
-
-# The current votes: per (article, voter) the latest vote; on equal times the later arrival (stream order).
-CURRENT_VOTES = """
-    SELECT article_id, visitor AS voter, rating, at_ms FROM ev WHERE kind = 'vote'
-    QUALIFY row_number() OVER (PARTITION BY article_id, visitor ORDER BY at_ms DESC, id_ms DESC, id_seq DESC) = 1
-"""
-
-
-def _day_ms(day: date) -> int:
-    return (day - EPOCH.date()).days * MS_PER_DAY
-
-
 def audit(engine: Engine, archive: Archive, *, since: date | None = None) -> AuditResult:
     """Compare the database's counters with what the archive's committed files say they must be."""
     with engine.connect() as conn:
@@ -127,11 +99,12 @@ def audit(engine: Engine, archive: Archive, *, since: date | None = None) -> Aud
         began = started(conn)
         baseline = set(conn.scalars(select(archive_baseline.c.article_id)))
         stored = _stored(conn, since)
+        rules = recorded_rules(conn)
     result = AuditResult(files=len(names), baseline_articles=len(baseline), since=since,
                          started_at=None if began is None else began[0])
     duck = duckdb_connection()
     try:
-        result.events = load_events(duck, archive, names, since)
+        result.events = load_events(duck, archive, names, since=since, rules=rules)
         recomputed = _recomputed(duck, since)
     finally:
         duck.close()
@@ -234,17 +207,13 @@ def _recomputed(duck, since: date | None) -> dict[str, dict]:
         return duck.execute(sql).fetchall()
 
     if since is None:
-        out["reads"] = {(a,): n for a, n in rows(
-            "SELECT article_id, count(*) FROM ev WHERE kind = 'read' GROUP BY 1")}
-        current = rows(f"SELECT article_id, count(*), sum(rating) FROM ({CURRENT_VOTES}) GROUP BY 1")
+        out["reads"] = {(a,): n for a, n in rows(READS_BY_ARTICLE)}
+        current = rows(VOTES_BY_ARTICLE)
         out["votes"] = {(a,): n for a, n, _ in current}
         out["rating_sum"] = {(a,): s for a, _, s in current if s}
-    out["reads_daily"] = {(a, d): n for a, d, n in rows(
-        f"SELECT article_id, at_ms // {MS_PER_DAY}, count(*) FROM ev WHERE kind = 'read' GROUP BY 1, 2")}
-    out["reads_hourly"] = {(a, h): n for a, h, n in rows(
-        f"SELECT article_id, at_ms // {MS_PER_HOUR}, count(*) FROM ev WHERE kind = 'read' GROUP BY 1, 2")}
-    daily = rows(f"SELECT article_id, at_ms // {MS_PER_DAY}, count(*), sum(rating) FROM ({CURRENT_VOTES}) "
-                 "GROUP BY 1, 2")
+    out["reads_daily"] = {(a, d): n for a, d, n in rows(READS_BY_DAY)}
+    out["reads_hourly"] = {(a, h): n for a, h, n in rows(READS_BY_HOUR)}
+    daily = rows(VOTES_BY_DAY)
     out["votes_daily"] = {(a, d): n for a, d, n, _ in daily}
     out["rating_sum_daily"] = {(a, d): s for a, d, _, s in daily if s}
     current = rows(CURRENT_VOTES)

@@ -174,3 +174,23 @@ archive_baseline = Table(
     Column("rating_sum", RATING, nullable=False),
     sqlite_with_rowid=False,
 )
+
+# Operator actions on counters (DESIGN.md "Aggregation, exactly once"): who did what, when, why, and its effect.
+# Moderation actions travel through the article's shard stream and are applied by the drain; `rebuild`
+# records the counting rules it applied to the past, which audits apply too.
+operations = Table(
+    "operations",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("article_id", ID, nullable=True),
+    Column("voter_id", ID, nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("params", Text, nullable=False),
+    Column("effect", Text, nullable=True),
+    Column("applied_at", DateTime, nullable=True),
+    Column("undone_by", BigInteger, nullable=True),
+    Index(None, "created_at"),
+)

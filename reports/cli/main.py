@@ -14,7 +14,7 @@ import click
 
 from readrate.events.settings import Settings
 
-from . import archive, articles, audit, config, db, dead, demo, emit, imports, report, serve, status, worker
+from . import archive, articles, audit, config, db, dead, demo, emit, imports, rebuild, report, serve, status, worker
 from .app import App, ExitCode, failure, note
 
 log = logging.getLogger("readrate.cli")
@@ -57,7 +57,8 @@ def cli(ctx: click.Context, redis_url, database_url, shards, prefix, rating_scal
 
 
 for command in (demo.demo, worker.worker, emit.emit, imports.import_events, db.db, articles.articles,
-                report.report, status.status, dead.dead, config.config, serve.serve, audit.audit_command, archive.archive):
+                report.report, status.status, dead.dead, config.config, serve.serve, audit.audit_command, archive.archive,
+                rebuild.rebuild):
     cli.add_command(command)
 
 

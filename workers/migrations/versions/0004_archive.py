@@ -1,4 +1,5 @@
-"""The archive's bookkeeping: committed Parquet files, when archiving started, the counters it started from.
+"""The archive's bookkeeping (committed Parquet files, when archiving started, the counters it started from)
+and the operations table (operator actions on counters: moderation, rebuilds with counting rules).
 
 Revision ID: 0004
 Revises: 0003
@@ -47,7 +48,27 @@ def upgrade() -> None:
     )
 
 
+    op.create_table(
+        "operations",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("actor", sa.String(length=128), nullable=False),
+        sa.Column("action", sa.String(length=32), nullable=False),
+        sa.Column("article_id", sa.String(length=128), nullable=True),
+        sa.Column("voter_id", sa.String(length=128), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("params", sa.Text(), nullable=False),
+        sa.Column("effect", sa.Text(), nullable=True),
+        sa.Column("applied_at", sa.DateTime(), nullable=True),
+        sa.Column("undone_by", sa.BigInteger(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_operations")),
+    )
+    op.create_index(op.f("ix_operations_created_at"), "operations", ["created_at"])
+
+
 def downgrade() -> None:
+    op.drop_index(op.f("ix_operations_created_at"), table_name="operations")
+    op.drop_table("operations")
     op.drop_table("archive_baseline")
     op.drop_table("archive_state")
     op.drop_index(op.f("ix_archive_files_day"), table_name="archive_files")

@@ -1,0 +1,144 @@
+"""Counters recomputed from the archive: what `readrate audit` compares and `readrate rebuild` writes.
+
+The drain's rules, as SQL over the archive's committed files (DuckDB): reads per
+article, hour and day; per (article, voter) the current vote — the latest by event
+time, on equal times the later arrival (stream order); vote counts, rating sums and
+votes per day from the current votes; an article's first event (reads and votes,
+replaced votes too), last read and last vote. `Rules` drop events the way a
+counting rule would have (a spam voter, a visitor, an article), applied to the past.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+from sqlalchemy import Connection, select
+
+from readrate.events.clock import EPOCH, MS_PER_DAY, MS_PER_HOUR
+from readrate.events.errors import ConfigError
+
+from .archive import Archive, schema
+from .schema import operations
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Events to leave out of a recomputation: a voter's votes, a visitor's reads, an article's events.
+
+    `upto` (shard -> stream id) limits the rules to the events counted when they were applied
+    (a rebuild's offsets): what is counted later is counted. None: every event."""
+
+    voters: frozenset[str] = field(default_factory=frozenset)
+    visitors: frozenset[str] = field(default_factory=frozenset)
+    articles: frozenset[str] = field(default_factory=frozenset)
+    upto: dict[int, str] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.voters or self.visitors or self.articles)
+
+    def params(self) -> str:
+        return json.dumps({"voters": sorted(self.voters), "visitors": sorted(self.visitors),
+                           "articles": sorted(self.articles), "upto": self.upto}, sort_keys=True)
+
+    @classmethod
+    def from_params(cls, text: str) -> Rules:
+        doc = json.loads(text)
+        upto = doc.get("upto")
+        return cls(frozenset(doc.get("voters", ())), frozenset(doc.get("visitors", ())),
+                   frozenset(doc.get("articles", ())), None if upto is None else {int(k): v for k, v in upto.items()})
+
+
+def recorded_rules(conn: Connection) -> list[Rules]:
+    """The counting rules earlier rebuilds applied to the past (and not undone): audits and rebuilds keep them."""
+    query = select(operations.c.params).where(operations.c.action == "rebuild", operations.c.undone_by.is_(None))
+    return [rules for rules in map(Rules.from_params, conn.scalars(query)) if rules]
+
+
+def duckdb_connection():
+    """An in-memory DuckDB, in UTC; ConfigError saying how to install it when it is missing."""
+    try:
+        import duckdb
+    except ImportError:  # pragma: no cover - the dev and compose installs have it
+        raise ConfigError("reading the archive needs DuckDB: pip install 'readrate[archive]'") from None
+    conn = duckdb.connect()
+    conn.execute("SET TimeZone = 'UTC'")
+    return conn
+
+
+def day_ms(day: date) -> int:
+    return (day - EPOCH.date()).days * MS_PER_DAY
+
+
+def load_events(duck, archive: Archive, names: list[str], *, since: date | None = None,
+                rules: Sequence[Rules] = ()) -> int:
+    """Make the view `ev` over the committed files `names`: one row per event, times as epoch ms; its count."""
+    if names:
+        duck.read_parquet(archive.paths(names)).create_view("archived")
+    else:
+        duck.from_arrow(schema().empty_table()).create_view("archived")
+    duck.execute(f"""
+        CREATE OR REPLACE TEMP VIEW all_ev AS
+        SELECT kind, article_id, epoch_ms("at") AS at_ms, visitor, rating, shard,
+               CAST(split_part(stream_id, '-', 1) AS BIGINT) AS id_ms,
+               CAST(split_part(stream_id, '-', 2) AS BIGINT) AS id_seq
+        FROM archived {'' if since is None else f'WHERE epoch_ms("at") >= {day_ms(since)}'}""")
+    if not any(rules):
+        duck.execute("CREATE OR REPLACE TEMP VIEW ev AS SELECT * FROM all_ev")
+    else:
+        duck.from_arrow(_left_out(rules)).create_view("left_out")
+        duck.execute("""
+            CREATE OR REPLACE TEMP VIEW ev AS
+            SELECT * FROM all_ev e WHERE NOT EXISTS (
+                SELECT 1 FROM left_out l
+                WHERE (l.shard IS NULL
+                       OR (l.shard = e.shard AND (e.id_ms < l.id_ms OR (e.id_ms = l.id_ms AND e.id_seq <= l.id_seq))))
+                  AND ((l.what = 'voter' AND e.kind = 'vote' AND e.visitor = l.name)
+                    OR (l.what = 'visitor' AND e.kind = 'read' AND e.visitor = l.name)
+                    OR (l.what = 'article' AND e.article_id = l.name)))""")
+    return duck.execute("SELECT count(*) FROM ev").fetchone()[0]
+
+
+def _left_out(rules: Sequence[Rules]):
+    """One row per (rule, name, shard it is limited to): what `ev` leaves out."""
+    import pyarrow as pa
+
+    rows = []
+    for rule in rules:
+        limits = [(None, None, None)] if rule.upto is None else [
+            (shard, *(int(part) for part in last_id.split("-"))) for shard, last_id in rule.upto.items()]
+        for what, names in (("voter", rule.voters), ("visitor", rule.visitors), ("article", rule.articles)):
+            rows.extend((what, name, *limit) for name in sorted(names) for limit in limits)
+    columns = list(zip(*rows)) if rows else [[], [], [], [], []]
+    return pa.table({"what": pa.array(columns[0], pa.string()), "name": pa.array(columns[1], pa.string()),
+                     "shard": pa.array(columns[2], pa.int16()), "id_ms": pa.array(columns[3], pa.int64()),
+                     "id_seq": pa.array(columns[4], pa.int64())})
+
+
+# Per (article, voter) the latest vote; on equal times the later arrival (stream order).
+CURRENT_VOTES = """
+    SELECT article_id, visitor AS voter, rating, at_ms FROM ev WHERE kind = 'vote'
+    QUALIFY row_number() OVER (PARTITION BY article_id, visitor ORDER BY at_ms DESC, id_ms DESC, id_seq DESC) = 1
+"""
+
+READS_BY_ARTICLE = "SELECT article_id, count(*) FROM ev WHERE kind = 'read' GROUP BY 1"
+VOTES_BY_ARTICLE = f"SELECT article_id, count(*) AS votes, sum(rating) AS rating_sum FROM ({CURRENT_VOTES}) GROUP BY 1"
+READS_BY_DAY = f"SELECT article_id, at_ms // {MS_PER_DAY}, count(*) FROM ev WHERE kind = 'read' GROUP BY 1, 2"
+READS_BY_HOUR = f"SELECT article_id, at_ms // {MS_PER_HOUR}, count(*) FROM ev WHERE kind = 'read' GROUP BY 1, 2"
+VOTES_BY_DAY = f"SELECT article_id, at_ms // {MS_PER_DAY}, count(*), sum(rating) FROM ({CURRENT_VOTES}) GROUP BY 1, 2"
+# article_stats as the drain keeps it: first event of any kind, last read, last vote (any vote: the latest one
+# of each voter is always applied), reads, and the current votes' count and sum.
+ARTICLE_STATS = f"""
+    WITH spans AS (
+        SELECT article_id, min(at_ms) AS first_ms,
+               max(CASE WHEN kind = 'read' THEN at_ms END) AS last_read_ms,
+               max(CASE WHEN kind = 'vote' THEN at_ms END) AS last_vote_ms,
+               count(*) FILTER (WHERE kind = 'read') AS reads
+        FROM ev GROUP BY 1),
+    voted AS ({VOTES_BY_ARTICLE})
+    SELECT s.article_id, s.reads, coalesce(v.votes, 0), coalesce(v.rating_sum, 0.0),
+           s.first_ms, s.last_read_ms, s.last_vote_ms
+    FROM spans s LEFT JOIN voted v USING (article_id)
+"""
