@@ -19,7 +19,8 @@ LABEL_CHARS = 40
 # enough for every article of a full export would pass the image size Agg can draw.
 MAX_BARS = 100
 METRIC = {"reads": ("reads", "Reads"), "votes": ("votes", "Votes"),
-          "rating": ("score", "Bayesian rating"), "trending": ("score", "Trend (recent pace ÷ earlier pace)")}
+          "rating": ("score", "Bayesian rating"), "trending": ("score", "Trend (recent pace ÷ earlier pace)"),
+          "readers": ("readers", "Distinct readers")}
 READS_COLOR, VOTES_COLOR = "#4477aa", "#ee6677"
 
 

@@ -7,7 +7,7 @@ when the winners' other counts and titles have been looked up. Reports never wri
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -75,18 +75,43 @@ def tallies(counts: Counts, window: Window) -> list[Tally]:
     return [Tally(a, reads.get(a, 0), *voted.get(a, (0, 0.0))) for a in reads.keys() | voted.keys()]
 
 
-def top(conn: Connection, query: TopQuery, now: datetime | None = None) -> list[TopRow]:
-    """The top list for `query`, ranked and tie-broken as `ranking` (and `trending`) say."""
+# Readers per article in a window, from the archive: (window, only these articles or None for all) -> counts.
+ReadersOf = Callable[[Window, "list[str] | None"], Mapping[str, int]]
+
+
+def top(conn: Connection, query: TopQuery, now: datetime | None = None,
+        readers_of: ReadersOf | None = None) -> list[TopRow]:
+    """The top list for `query`, ranked and tie-broken as `ranking` (and `trending`) say; with `readers_of`
+    (the archive is on) each row has its readers too, and the list may be ranked by them."""
     if query.window.empty:
         return []
     counts = counts_for(conn)
+    if query.by == "readers":
+        if readers_of is None:
+            raise ValueError("ranking by readers needs the archive")
+        readers = readers_of(query.window, None)
+        chosen = _top_readers(counts, query, readers)
+        return top_rows(chosen, titles(conn, [s.article_id for s in chosen]), readers)
     if query.by == "trending":
         chosen = _trending(counts, query, now or utc_now())
     elif query.by == "rating":
         chosen = _top_rating(counts, query)
     else:
         chosen = _top_count(counts, query)
-    return top_rows(chosen, titles(conn, [s.article_id for s in chosen]))
+    winners = [s.article_id for s in chosen]
+    readers = None if readers_of is None or not winners else readers_of(query.window, winners)
+    return top_rows(chosen, titles(conn, winners), readers)
+
+
+def _top_readers(counts: Counts, query: TopQuery, readers: Mapping[str, int]) -> list[Scored]:
+    """Top by distinct readers; ties by reads, then article id."""
+    voted = counts.votes(query.window) if query.min_votes else None
+    eligible = {a: n for a, n in readers.items() if voted is None or voted.get(a, (0,))[0] >= query.min_votes}
+    reads = counts.reads(query.window, list(eligible) if len(eligible) <= ID_CHUNK else None)
+    scored = [Scored(Tally(a, reads.get(a, 0)), float(n)) for a, n in eligible.items() if n > 0]
+    chosen = best(scored, "readers", query.limit)
+    voted = voted if voted is not None else counts.votes(query.window, [s.article_id for s in chosen])
+    return [s.counted(votes=voted) for s in chosen]
 
 
 def _top_count(counts: Counts, query: TopQuery) -> list[Scored]:

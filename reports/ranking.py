@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 DEFAULT_PRIOR_VOTES = 10
-RANKINGS = ("reads", "votes", "rating", "trending")
+# readers: distinct visitors, from the archive (READRATE_ARCHIVE)
+RANKINGS = ("reads", "votes", "rating", "trending", "readers")
 
 
 @dataclass(frozen=True)
@@ -65,20 +66,26 @@ class TopRow:
     score: float | None
     recent_reads: int | None = None
     expected_reads: float | None = None
+    readers: int | None = None  # distinct visitors, where the archive is on
 
     def as_dict(self) -> dict:
-        """The JSON-contract keys, in the contract's order."""
+        """The JSON-contract keys, in the contract's order (`readers` where the archive is on)."""
         row = {"rank": self.rank, "article_id": self.article_id, "title": self.title, "reads": self.reads,
                "votes": self.votes, "rating_avg": self.rating_avg, "score": self.score}
+        if self.readers is not None:
+            row["readers"] = self.readers
         if self.recent_reads is not None:
             row.update(recent_reads=self.recent_reads, expected_reads=self.expected_reads)
         return row
 
 
-def top_rows(chosen: Iterable[Scored], titles: Mapping[str, str | None]) -> list[TopRow]:
-    """The chosen articles, in their order, as the rows of a top list numbered from 1."""
+def top_rows(chosen: Iterable[Scored], titles: Mapping[str, str | None],
+             readers: Mapping[str, int] | None = None) -> list[TopRow]:
+    """The chosen articles, in their order, as the rows of a top list numbered from 1 (with their readers
+    when `readers` is given)."""
     return [TopRow(rank, s.article_id, titles.get(s.article_id), s.tally.reads, s.tally.votes,
-                   average(s.tally.rating_sum, s.tally.votes), s.score, s.recent_reads, s.expected_reads)
+                   average(s.tally.rating_sum, s.tally.votes), s.score, s.recent_reads, s.expected_reads,
+                   None if readers is None else readers.get(s.article_id, 0))
             for rank, s in enumerate(chosen, start=1)]
 
 
@@ -113,6 +120,8 @@ def sort_key(by: str) -> Callable[[Scored], tuple]:
         return lambda s: (-_number(s.score), -s.tally.votes, -s.tally.reads, s.tally.article_id)
     if by == "trending":
         return lambda s: (-_number(s.score), -s.recent_reads, s.tally.article_id)
+    if by == "readers":
+        return lambda s: (-_number(s.score), -s.tally.reads, s.tally.article_id)
     raise ValueError(f"unknown ranking {by!r}; accepted: {', '.join(RANKINGS)}")
 
 

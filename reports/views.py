@@ -38,22 +38,30 @@ HISTOGRAM_COLUMNS = [Column("rating", "rating", lambda v: f"{v:g}", numeric=True
 TOTALS_COLUMNS = [Column("reads", "reads", count, numeric=True), Column("votes", "votes", count, numeric=True),
                   Column("active_articles", "active articles", count, numeric=True),
                   Column("rating_avg", "mean rating", fixed(2), numeric=True)]
+READERS = Column("readers", "readers", count, numeric=True)
 BAR_WIDTH = 30
 
 
-def top_columns(by: str) -> list[Column]:
-    return TRENDING_COLUMNS if by == "trending" else TOP_COLUMNS
+def top_columns(by: str, readers: bool = False) -> list[Column]:
+    """A top list's columns; `readers` (the archive is on) adds distinct readers after reads."""
+    columns = TRENDING_COLUMNS if by == "trending" else TOP_COLUMNS
+    if readers:
+        at = [c.key for c in columns].index("reads") + 1
+        columns = [*columns[:at], READERS, *columns[at:]]
+    return columns
 
 
-def top_text(rows: list[dict], by: str, fmt: str, title: str) -> str:
-    return render(rows, top_columns(by), fmt, title=title)
+def top_text(rows: list, by: str, fmt: str, title: str) -> str:
+    readers = any(getattr(row, "readers", None) is not None for row in rows)
+    return render(rows, top_columns(by, readers), fmt, title=title)
 
 
-def article_columns(window_words: str, url: bool) -> list[Column]:
+def article_columns(window_words: str, url: bool, readers: bool = False) -> list[Column]:
     """The counters of an article report; C is the mean of the votes cast in the report's window, so its
-    heading names that window."""
+    heading names that window. `readers` (the archive is on) adds distinct readers."""
     return [
         Column("reads", "reads", count, numeric=True),
+        *([READERS] if readers else []),
         Column("votes", "votes", count, numeric=True),
         Column("rating_avg", "avg", fixed(2), numeric=True),
         Column("score", "Bayesian score", fixed(3), numeric=True),
@@ -70,7 +78,7 @@ def article_text(report: dict, fmt: str, window_words: str) -> str:
     if fmt == "csv":
         return render(report["daily"], DAILY_COLUMNS, "csv")
     name = report["article_id"] + (f" · {report['title']}" if report["title"] else "")
-    columns = article_columns(window_words, bool(report["url"]))
+    columns = article_columns(window_words, bool(report["url"]), report.get("readers") is not None)
     blocks = [render([report], columns, fmt, title=f"{name} ({window_words})")]
     top = max((h["votes"] for h in report["histogram"]), default=0)
     stars = [{**h, "bar": "█" * round(BAR_WIDTH * h["votes"] / top) if top else ""} for h in report["histogram"]]

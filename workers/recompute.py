@@ -65,6 +65,7 @@ def duckdb_connection():
         raise ConfigError("reading the archive needs DuckDB: pip install 'readrate[archive]'") from None
     conn = duckdb.connect()
     conn.execute("SET TimeZone = 'UTC'")
+    conn.execute("SET enable_progress_bar = false")  # its bar would land in the CLI's output
     return conn
 
 
@@ -98,7 +99,7 @@ def load_events(duck, archive: Archive, names: list[str], *, since: date | None 
                   AND ((l.what = 'voter' AND e.kind = 'vote' AND e.visitor = l.name)
                     OR (l.what = 'visitor' AND e.kind = 'read' AND e.visitor = l.name)
                     OR (l.what = 'article' AND e.article_id = l.name)))""")
-    return duck.execute("SELECT count(*) FROM ev").fetchone()[0]
+    return duck.execute("SELECT count(*) FROM ev").fetchall()[0][0]
 
 
 def _left_out(rules: Sequence[Rules]):

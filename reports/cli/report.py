@@ -16,7 +16,8 @@ from readrate.workers.installation import load as load_installation
 from ..detail import UnknownArticle, article_report
 from ..queries import TopQuery, has_data, summary, top
 from ..ranking import DEFAULT_PRIOR_VOTES, RANKINGS
-from ..render import Column, count, render
+from ..readers import archive_on, readers
+from ..render import Column, count, plural, render
 from ..trending import DEFAULT_PRIOR_READS, trend_windows
 from ..views import article_text, summary_text, top_text
 from ..windows import Window, check_window
@@ -91,7 +92,8 @@ def report() -> None:
 
 @report.command("top", epilog=WINDOW_HELP, short_help="Top articles by reads, votes, rating or trending.")
 @click.option("--by", type=click.Choice(RANKINGS), default="reads", show_default=True,
-              help="Rank by reads, votes, Bayesian rating, or trending (recent pace against the earlier pace).")
+              help="Rank by reads, votes, Bayesian rating, trending (recent pace against the earlier pace), or "
+                   "readers (distinct visitors; needs the archive, READRATE_ARCHIVE).")
 @window_options
 @click.option("--limit", type=click.IntRange(0), default=10, show_default=True,
               help="How many articles to list; 0 lists every article (a full export, e.g. with --format csv).")
@@ -112,6 +114,8 @@ def report_top(app: App, by: str, since, until, limit: int, min_votes: int, prio
 
     \b
     reads, votes   the counts in the window; ties by article id.
+    readers        distinct visitors who read it in the window, from the archive (a `readers`
+                   column is in every list once the archive is on); ties by reads, article id.
     rating         the Bayesian average (C·m + rating_sum) / (m + votes), C the mean of the
                    votes in the window, m = --prior-votes; ties by votes, reads, article id.
     trending       the window (default: the 7 days before --until, which defaults to now) is
@@ -133,7 +137,12 @@ def report_top(app: App, by: str, since, until, limit: int, min_votes: int, prio
     query = TopQuery(by=by, limit=limit or None, min_votes=min_votes, prior_votes=prior_votes, window=window,
                      recent=recent, prior_reads=prior_reads)
     with reachable(app.settings.database_url), app.engine().connect() as conn:
-        rows = top(conn, query, now) if _has_tables(conn) else []
+        has_tables = _has_tables(conn)
+        readers_of = _readers_of(app) if has_tables else None
+        if by == "readers" and readers_of is None:
+            raise click.UsageError("--by readers needs the archive: set READRATE_ARCHIVE=DIR for the workers; "
+                                   "readers are counted from the reads archived from then on")
+        rows = top(conn, query, now, readers_of) if has_tables else []
         empty_database = not rows and _is_empty(conn)
     if not rows:
         note(_nothing(by, min_votes, window, empty_database))
@@ -151,10 +160,29 @@ def report_top(app: App, by: str, since, until, limit: int, min_votes: int, prio
                                else ""))
 
 
+def _readers_of(app: App):
+    """Readers per article from the archive, for top lists and article reports; None while it is off."""
+    engine = app.engine()
+    if not archive_on(engine):
+        return None
+
+    def readers_of(window: Window, only: list[str] | None) -> dict[str, int]:
+        found = readers(engine, window, archive_dir=app.settings.archive, articles=only)
+        if found.anonymous_reads:
+            note(f"{plural(found.anonymous_reads, 'read')} in the window had no visitor: counted as reads, "
+                 "not as readers")
+        if not found.exact:
+            note(f"readers are a {found.method}")
+        return found.by_article
+
+    return readers_of
+
+
 def _nothing(by: str, min_votes: int, window: Window, empty_database: bool) -> str:
     if empty_database:
         return EMPTY_DATABASE
-    what = {"reads": "no article was read", "votes": "no article was voted on",
+    what = {"reads": "no article was read", "readers": "no article was read by a known visitor",
+            "votes": "no article was voted on",
             "rating": "no article was voted on", "trending": "no article was read recently"}[by]
     if min_votes and by != "reads":
         what = f"no article has {min_votes} or more votes"
@@ -178,6 +206,9 @@ def report_article(app: App, article_id: str, since, until, prior_votes: float, 
             raise UnknownArticle(f"article {article_id!r} is unknown: the database has no readrate tables yet")
         data = article_report(conn, article_id, window, prior_votes=prior_votes,
                               scale=_scale(conn, app.settings).values())
+        readers_of = _readers_of(app)
+        if readers_of is not None:
+            data["readers"] = readers_of(window, [article_id]).get(article_id, 0)
     quiet = not data["reads"] and not data["votes"]
     if quiet:
         note(f"article {article_id!r} has no reads and no votes in this window ({window.describe()})")

@@ -1,0 +1,122 @@
+"""Unique readers: how many different visitors read each article in a window, from the archive.
+
+Counters cannot answer this (adding up daily uniques counts a visitor once a day), so
+readers are computed from the archived reads themselves, over the window (both ends
+taken down to the hour, as reads are). Reads without a visitor count as reads, never as
+readers; how many there were is reported beside the figure.
+
+Exact (DuckDB's `count(DISTINCT visitor)`) up to `EXACT_LIMIT` reads in the window. Past
+it, each article's readers are estimated with HyperLogLog: 2**14 registers per article,
+over DuckDB's 64-bit hash, with linear counting for small counts — a relative standard
+error of 1.04 / sqrt(16384) = 0.81%, so 99.7% of estimates lie within 2.4% of the exact count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine
+
+from readrate.events.clock import datetime_to_ms
+from readrate.workers.archive import recorded_paths, started
+from readrate.workers.recompute import duckdb_connection, load_events, recorded_rules
+
+from .audit import archive_root
+from .windows import Window
+
+EXACT_LIMIT = 50_000_000
+HLL_BITS = 14
+HLL_REGISTERS = 1 << HLL_BITS
+HLL_ERROR = 1.04 / HLL_REGISTERS ** 0.5
+
+
+@dataclass
+class Readers:
+    """Distinct readers per article in a window, and what the figure rests on."""
+
+    by_article: dict[str, int] = field(default_factory=dict)
+    reads: int = 0
+    anonymous_reads: int = 0  # reads without a visitor: counted as reads, not as readers
+    exact: bool = True
+
+    @property
+    def method(self) -> str:
+        return "exact" if self.exact else f"HyperLogLog estimate (2^{HLL_BITS} registers, ±{HLL_ERROR:.2%} std. error)"
+
+
+def archive_on(engine: Engine) -> bool:
+    """True once this installation archives counted events (readers can be reported)."""
+    with engine.connect() as conn:
+        return started(conn) is not None
+
+
+def _window_ms(window: Window) -> tuple[int | None, int | None]:
+    hours = window.for_reads()
+    return (None if hours.since is None else datetime_to_ms(hours.since),
+            None if hours.until is None else datetime_to_ms(hours.until))
+
+
+def readers(engine: Engine, window: Window, *, archive_dir: str | None = None,
+            articles: list[str] | None = None, exact_limit: int = EXACT_LIMIT) -> Readers:
+    """Readers per article read in `window` (only `articles`, if given), from the archive's committed files."""
+    archive = archive_root(engine, archive_dir)
+    since_ms, until_ms = _window_ms(window)
+    with engine.connect() as conn:
+        names = recorded_paths(conn, since=None if window.since is None else window.for_reads().since.date(),
+                               until=None if window.until is None else _day_after(window.for_reads().until))
+        rules = recorded_rules(conn)
+    duck = duckdb_connection()
+    try:
+        load_events(duck, archive, names, rules=rules)
+        where = ["kind = 'read'"]
+        if since_ms is not None:
+            where.append(f"at_ms >= {since_ms}")
+        if until_ms is not None:
+            where.append(f"at_ms < {until_ms}")
+        if articles is not None:
+            duck.from_arrow(_ids(articles)).create_view("wanted")
+            where.append("article_id IN (SELECT article_id FROM wanted)")
+        duck.execute(f"CREATE TEMP VIEW window_reads AS SELECT article_id, visitor FROM ev WHERE {' AND '.join(where)}")
+        (reads, anonymous), = duck.execute(
+            "SELECT count(*), count(*) FILTER (WHERE visitor IS NULL) FROM window_reads").fetchall()
+        result = Readers(reads=reads, anonymous_reads=anonymous, exact=reads <= exact_limit)
+        query = EXACT if result.exact else HYPERLOGLOG
+        result.by_article = {a: int(n) for a, n in duck.execute(query).fetchall() if n}
+    finally:
+        duck.close()
+    return result
+
+
+def _day_after(moment: datetime):
+    return (moment + timedelta(days=1)).date() if moment.time() != datetime.min.time() else moment.date()
+
+
+def _ids(articles: list[str]):
+    import pyarrow as pa
+
+    return pa.table({"article_id": pa.array(sorted(set(articles)), pa.string())})
+
+
+EXACT = """SELECT article_id, count(DISTINCT visitor) FROM window_reads WHERE visitor IS NOT NULL GROUP BY 1"""
+
+# HyperLogLog per article: register = the hash's low bits, rank = 1 + leading zeros of the rest.
+# Linear counting (m·ln(m/V), V empty registers) while the raw estimate is under 2.5·m.
+HYPERLOGLOG = f"""
+    WITH registers AS (
+        SELECT article_id, h & {HLL_REGISTERS - 1} AS register,
+               max(CASE WHEN (h >> {HLL_BITS}) = 0 THEN {64 - HLL_BITS + 1}
+                        ELSE {64 - HLL_BITS} - floor(log2((h >> {HLL_BITS})::DOUBLE))::INTEGER END) AS rank
+        FROM (SELECT article_id, hash(visitor) AS h FROM window_reads WHERE visitor IS NOT NULL)
+        GROUP BY 1, 2),
+    sums AS (
+        SELECT article_id, sum(pow(2.0, -rank)) + ({HLL_REGISTERS} - count(*)) AS z,
+               {HLL_REGISTERS} - count(*) AS empty
+        FROM registers GROUP BY 1)
+    SELECT article_id,
+           round(CASE WHEN raw <= 2.5 * {HLL_REGISTERS} AND empty > 0
+                      THEN {HLL_REGISTERS} * ln({HLL_REGISTERS}::DOUBLE / empty) ELSE raw END)::BIGINT
+    FROM (SELECT article_id, empty,
+                 (0.7213 / (1 + 1.079 / {HLL_REGISTERS})) * {HLL_REGISTERS} * {HLL_REGISTERS} / z AS raw
+          FROM sums)
+"""
