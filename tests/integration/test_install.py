@@ -163,10 +163,12 @@ def test_the_compose_file_takes_every_password_from_the_environment_and_env_exam
     assert re.search(r"^\.env$", (REPO / ".dockerignore").read_text(), re.M), ".env must stay out of images"
 
 
-def test_the_compose_image_installs_a_wheel_with_the_plot_extra_not_the_source_tree():
+def test_the_compose_image_installs_a_wheel_with_the_plot_and_archive_extras_not_the_source_tree():
     text = compose_text()
-    assert "pip wheel" in text and "'.[plot]'" in text
-    assert "--no-index --find-links /wheels 'readrate[plot]'" in text
+    assert "pip wheel" in text and "'.[plot,archive]'" in text
+    assert "--no-index --find-links /wheels 'readrate[plot,archive]'" in text
+    # The archive volume's mount point exists in the image, owned by the unprivileged user.
+    assert "install -d -o readrate /home/readrate/archive" in text and "archive:/home/readrate/archive" in text
     assert not re.search(r"pip install[^\n]*(-e|--editable)\b", text)
     wheel_stage, install_stage = text.split("FROM python:3.11-slim\n", 1)
     assert "COPY . ." in wheel_stage and "COPY . ." not in install_stage, "only the wheel stage copies the source"

@@ -251,6 +251,23 @@ def check_voter_token(run: Run) -> None:
     assert run.stdout.split() == [sign("user-1001", VOTER_SECRET.encode())], run.stdout
 
 
+def check_archive(run: Run) -> None:
+    rebuilt = make_engine(f"sqlite:///{run.cwd / 'rebuilt.db'}")
+    try:
+        assert counters(rebuilt) == run.counters()
+    finally:
+        rebuilt.dispose()
+    assert run.counters()["article-42"] == (563, 12, 51.0)
+    assert "article-42" in run.stdout and "readers" in run.stdout  # the top list by readers
+    assert list((run.cwd / "archive").glob("day=*/*.parquet"))
+
+
+def check_archive_duckdb(run: Run) -> None:
+    # page-events.csv: 564 reads by 97 visitors, 13 votes by 12 voters
+    assert re.search(r"read\s*│\s*564\s*│\s*97", run.stdout) and re.search(r"vote\s*│\s*13\s*│\s*12", run.stdout), \
+        run.stdout
+
+
 RECIPES: dict[str, Recipe] = {
     "emit": Recipe(
         setup="readrate db upgrade",  # the installation exists, as the README's text says it must
@@ -317,6 +334,11 @@ assert emitter.stats.emitted == 1, emitter.stats
     "token-python": Recipe(env={"READRATE_VOTER_SECRET": VOTER_SECRET}, check=check_voter_token),
     "token-php": Recipe(env={"READRATE_VOTER_SECRET": VOTER_SECRET}, check=check_voter_token),
     # The emitter of "Emitting from a Python page", and a request: a browser's view, then a crawler's.
+    "archive": Recipe(files=("page-events.csv",), check=check_archive),
+    "archive-duckdb": Recipe(
+        files=("page-events.csv",),
+        setup="export READRATE_ARCHIVE=./archive\nreadrate import page-events.csv\nreadrate worker --burst",
+        check=check_archive_duckdb),
     "rules": Recipe(
         setup="readrate db upgrade",
         before="""
