@@ -25,7 +25,7 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from readrate.events.clock import MS_PER_DAY, day_date, utc_now
-from readrate.events.errors import ConfigError
+from readrate.events.errors import ConfigError, ReadrateError
 
 from .schema import archive_baseline, archive_files, archive_state, article_stats
 
@@ -94,7 +94,8 @@ class Archive:
     """The archive folder: writes a batch's files, lists and removes them."""
 
     def __init__(self, root: str | os.PathLike) -> None:
-        self.root = Path(root)
+        # Absolute: the root is recorded when archiving starts, and read again from other folders.
+        self.root = Path(root).absolute()
 
     def check(self) -> None:
         """Create the folder if needed; ConfigError if it cannot be written (checked at worker start)."""
@@ -108,8 +109,10 @@ class Archive:
             raise ConfigError(f"READRATE_ARCHIVE={str(self.root)!r} cannot be written: {exc.strerror or exc}") \
                 from None
 
-    def write(self, shard: int, counted: Sequence[Counted]) -> list[ArchiveFile]:
-        """Write `counted` (stream order) as one file per event day; the files, not yet part of the archive."""
+    def write(self, shard: int, counted: Sequence[Counted], kind: str | None = None) -> list[ArchiveFile]:
+        """Write `counted` (stream order) as one file per event day; the files, not yet part of the archive.
+
+        Kinds are `read` (no rating) and `vote`; `kind` names them all instead (an operator action)."""
         if not counted:
             return []
         pa, pq = _arrow()
@@ -122,7 +125,7 @@ class Archive:
         table = pa.table([
             pa.array(ids, pa.binary()).cast(pa.string()),
             pa.repeat(pa.scalar(shard, pa.int16()), len(ids)),
-            pc.if_else(pc.is_null(rating), "read", "vote"),
+            pc.if_else(pc.is_null(rating), "read", "vote") if kind is None else pa.repeat(pa.scalar(kind), len(ids)),
             pa.array(articles, pa.string()),
             at.cast(pa.timestamp("ms", tz="UTC")),
             pc.if_else(pc.equal(person, ""), pa.scalar(None, pa.string()), person),  # "" is no visitor
@@ -230,9 +233,40 @@ def prepare(engine: Engine, archive_dir: str | None) -> Archive | None:
                               "would be missing from the archive")
         return None
     archive = Archive(archive_dir)
+    if since is not None and Path(since[1]) != archive.root:
+        raise ConfigError(f"READRATE_ARCHIVE is {str(archive.root)!r} but this installation archives into "
+                          f"{since[1]!r}: one archive per installation, so every worker and command must name "
+                          "the same folder (mounted at the same path on every host)")
     archive.check()
     archive.clean(engine)
     return archive
+
+
+class ArchiveRequired(ConfigError):
+    """Raised in a batch transaction of a drainer without the archive once the installation archives."""
+
+
+def check_required(conn: Connection) -> None:
+    """In a batch without the archive: refuse once archiving has started (a worker started before it was
+    switched on, in a rolling deploy); its events wait in Redis for workers that archive them."""
+    since = started(conn)
+    if since is not None:
+        raise ArchiveRequired(f"this installation archives every counted event (into {since[1]}) since "
+                              f"{since[0]:%Y-%m-%d %H:%M} UTC; this worker has no READRATE_ARCHIVE: restart it "
+                              "with READRATE_ARCHIVE set (its events wait in Redis meanwhile)")
+
+
+class ArchiveDamaged(ReadrateError):
+    """Raised when files the archive records are missing from its folder."""
+
+
+def check_present(archive: Archive, names: list[str]) -> None:
+    """ArchiveDamaged naming the recorded files that are not on disk (deleted by hand, another folder)."""
+    missing = [name for name in names if not (archive.root / name).is_file()]
+    if missing:
+        raise ArchiveDamaged(f"{len(missing):,} of the {len(names):,} files the archive records are missing from "
+                             f"{archive.root}, e.g. {missing[0]}: restore them from a backup, or check "
+                             "READRATE_ARCHIVE names the archive's folder")
 
 
 # -- compaction and retention ---------------------------------------------------------------------

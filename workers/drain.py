@@ -31,6 +31,7 @@ from readrate.events.settings import Settings
 from readrate.events.streamids import after, next_id
 
 from .aggregate import Batch
+from .archive import ArchiveRequired
 from .db import make_engine, reachable, writing
 from .drainsteps import Step, after_batch, check_shard, follow_up_needed, look_again, retry_hold_ms
 from .lease import Lease
@@ -82,6 +83,9 @@ class Drainer:
                                                     scale=settings.rating_scale)
         self.budget_s = budget_s
         self.stopping = threading.Event()
+        # Set when this drainer must not go on at all (the installation archives and it cannot): the worker
+        # stops and says why, rather than fail every job.
+        self.fatal: ArchiveRequired | None = None
         self.totals = DrainTotals()
         self._queue_redis = queue_redis
         self._queue = drain_queue(queue_redis or redis, self.keys)
@@ -130,6 +134,11 @@ class Drainer:
                     self._drain(shard, lease, result, deadline)
             except DatabaseUnavailable:
                 self._hold_for_retry(lease)
+                raise
+            except ArchiveRequired as exc:
+                self.fatal = exc
+                self.stopping.set()
+                lease.release()
                 raise
             except BaseException:
                 lease.release()

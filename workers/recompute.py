@@ -20,24 +20,29 @@ from sqlalchemy import Connection, select
 from readrate.events.clock import EPOCH, MS_PER_DAY, MS_PER_HOUR
 from readrate.events.errors import ConfigError
 
-from .archive import Archive, schema
+from .archive import Archive, check_present, schema
 from .schema import operations
 
 
 @dataclass(frozen=True)
 class Rules:
-    """Events to leave out of a recomputation: a voter's votes, a visitor's reads, an article's events.
+    """Events to leave out of a recomputation: a voter's votes, a visitor's reads, an article's events
+    (as if it never existed), an article's reads or votes (a reset), a voter's votes on one article.
 
     `upto` (shard -> stream id) limits the rules to the events counted when they were applied
-    (a rebuild's offsets): what is counted later is counted. None: every event."""
+    (a rebuild's or an operation's offsets): what is counted later is counted. None: every event."""
 
     voters: frozenset[str] = field(default_factory=frozenset)
     visitors: frozenset[str] = field(default_factory=frozenset)
     articles: frozenset[str] = field(default_factory=frozenset)
     upto: dict[int, str] | None = None
+    reads_of: frozenset[str] = field(default_factory=frozenset)
+    votes_of: frozenset[str] = field(default_factory=frozenset)
+    voter_on: frozenset[tuple[str, str]] = field(default_factory=frozenset)  # (voter, article)
 
     def __bool__(self) -> bool:
-        return bool(self.voters or self.visitors or self.articles)
+        return bool(self.voters or self.visitors or self.articles or self.reads_of or self.votes_of
+                    or self.voter_on)
 
     def params(self) -> str:
         return json.dumps({"voters": sorted(self.voters), "visitors": sorted(self.visitors),
@@ -46,15 +51,37 @@ class Rules:
     @classmethod
     def from_params(cls, text: str) -> Rules:
         doc = json.loads(text)
-        upto = doc.get("upto")
         return cls(frozenset(doc.get("voters", ())), frozenset(doc.get("visitors", ())),
-                   frozenset(doc.get("articles", ())), None if upto is None else {int(k): v for k, v in upto.items()})
+                   frozenset(doc.get("articles", ())), _upto(doc.get("upto")))
+
+    @classmethod
+    def of_operation(cls, action: str, article_id: str | None, voter_id: str | None, params: str,
+                     effect: str) -> Rules:
+        """What an applied reset or unvote left out, up to the offsets it was applied at."""
+        upto = _upto(json.loads(effect).get("upto"))
+        if action == "unvote":
+            if article_id is None:
+                return cls(voters=frozenset([voter_id]), upto=upto)
+            return cls(voter_on=frozenset([(voter_id, article_id)]), upto=upto)
+        chosen = json.loads(params)
+        return cls(reads_of=frozenset([article_id]) if chosen.get("reads", True) else frozenset(),
+                   votes_of=frozenset([article_id]) if chosen.get("votes", True) else frozenset(), upto=upto)
+
+
+def _upto(value: dict | None) -> dict[int, str] | None:
+    return None if value is None else {int(k): v for k, v in value.items()}
 
 
 def recorded_rules(conn: Connection) -> list[Rules]:
-    """The counting rules earlier rebuilds applied to the past (and not undone): audits and rebuilds keep them."""
-    query = select(operations.c.params).where(operations.c.action == "rebuild", operations.c.undone_by.is_(None))
-    return [rules for rules in map(Rules.from_params, conn.scalars(query)) if rules]
+    """What earlier rebuilds and moderation left out of the counters (applied and not undone): audits and
+    rebuilds leave the same out."""
+    o = operations.c
+    rules = [Rules.from_params(text) for text in conn.scalars(
+        select(o.params).where(o.action == "rebuild", o.undone_by.is_(None)))]
+    rules += [Rules.of_operation(*row) for row in conn.execute(
+        select(o.action, o.article_id, o.voter_id, o.params, o.effect)
+        .where(o.action.in_(("reset", "unvote")), o.applied_at.is_not(None), o.undone_by.is_(None)))]
+    return [r for r in rules if r]
 
 
 def duckdb_connection():
@@ -76,6 +103,7 @@ def day_ms(day: date) -> int:
 def load_events(duck, archive: Archive, names: list[str], *, since: date | None = None,
                 rules: Sequence[Rules] = ()) -> int:
     """Make the view `ev` over the committed files `names`: one row per event, times as epoch ms; its count."""
+    check_present(archive, names)
     if names:
         duck.read_parquet(archive.paths(names)).create_view("archived")
     else:
@@ -85,20 +113,28 @@ def load_events(duck, archive: Archive, names: list[str], *, since: date | None 
         SELECT kind, article_id, epoch_ms("at") AS at_ms, visitor, rating, shard,
                CAST(split_part(stream_id, '-', 1) AS BIGINT) AS id_ms,
                CAST(split_part(stream_id, '-', 2) AS BIGINT) AS id_seq
-        FROM archived {'' if since is None else f'WHERE epoch_ms("at") >= {day_ms(since)}'}""")
-    if not any(rules):
-        duck.execute("CREATE OR REPLACE TEMP VIEW ev AS SELECT * FROM all_ev")
-    else:
-        duck.from_arrow(_left_out(rules)).create_view("left_out")
-        duck.execute("""
-            CREATE OR REPLACE TEMP VIEW ev AS
-            SELECT * FROM all_ev e WHERE NOT EXISTS (
-                SELECT 1 FROM left_out l
-                WHERE (l.shard IS NULL
-                       OR (l.shard = e.shard AND (e.id_ms < l.id_ms OR (e.id_ms = l.id_ms AND e.id_seq <= l.id_seq))))
-                  AND ((l.what = 'voter' AND e.kind = 'vote' AND e.visitor = l.name)
-                    OR (l.what = 'visitor' AND e.kind = 'read' AND e.visitor = l.name)
-                    OR (l.what = 'article' AND e.article_id = l.name)))""")
+        FROM archived WHERE kind IN ('read', 'vote')
+        {'' if since is None else f'AND epoch_ms("at") >= {day_ms(since)}'}""")
+    duck.from_arrow(_left_out(rules)).create_view("left_out")
+    # Up to where a rule applies: every event (no shard), or the shard's events up to its offset then.
+    applies = ("(l.shard IS NULL OR (l.shard = e.shard AND "
+               "(e.id_ms < l.id_ms OR (e.id_ms = l.id_ms AND e.id_seq <= l.id_seq))))")
+    # kept: without the articles a rule removed altogether (as if they never existed).
+    duck.execute(f"""
+        CREATE OR REPLACE TEMP VIEW kept AS
+        SELECT * FROM all_ev e WHERE NOT EXISTS (
+            SELECT 1 FROM left_out l WHERE l.what = 'article' AND e.article_id = l.name AND {applies})""")
+    # ev: what the counters count.
+    duck.execute(f"""
+        CREATE OR REPLACE TEMP VIEW ev AS
+        SELECT * FROM kept e WHERE NOT EXISTS (
+            SELECT 1 FROM left_out l
+            WHERE {applies}
+              AND ((l.what = 'voter' AND e.kind = 'vote' AND e.visitor = l.name)
+                OR (l.what = 'visitor' AND e.kind = 'read' AND e.visitor = l.name)
+                OR (l.what = 'reads_of' AND e.kind = 'read' AND e.article_id = l.name)
+                OR (l.what = 'votes_of' AND e.kind = 'vote' AND e.article_id = l.name)
+                OR (l.what = 'voter_on' AND e.kind = 'vote' AND e.visitor = l.name AND e.article_id = l.article)))""")
     return duck.execute("SELECT count(*) FROM ev").fetchall()[0][0]
 
 
@@ -110,12 +146,15 @@ def _left_out(rules: Sequence[Rules]):
     for rule in rules:
         limits = [(None, None, None)] if rule.upto is None else [
             (shard, *(int(part) for part in last_id.split("-"))) for shard, last_id in rule.upto.items()]
-        for what, names in (("voter", rule.voters), ("visitor", rule.visitors), ("article", rule.articles)):
-            rows.extend((what, name, *limit) for name in sorted(names) for limit in limits)
-    columns = list(zip(*rows)) if rows else [[], [], [], [], []]
+        named = [(what, name, None) for what, names in (
+            ("voter", rule.voters), ("visitor", rule.visitors), ("article", rule.articles),
+            ("reads_of", rule.reads_of), ("votes_of", rule.votes_of)) for name in sorted(names)]
+        named += [("voter_on", voter, article) for voter, article in sorted(rule.voter_on)]
+        rows.extend((*item, *limit) for item in named for limit in limits)
+    columns = list(zip(*rows)) if rows else [[]] * 6
     return pa.table({"what": pa.array(columns[0], pa.string()), "name": pa.array(columns[1], pa.string()),
-                     "shard": pa.array(columns[2], pa.int16()), "id_ms": pa.array(columns[3], pa.int64()),
-                     "id_seq": pa.array(columns[4], pa.int64())})
+                     "article": pa.array(columns[2], pa.string()), "shard": pa.array(columns[3], pa.int16()),
+                     "id_ms": pa.array(columns[4], pa.int64()), "id_seq": pa.array(columns[5], pa.int64())})
 
 
 # Per (article, voter) the latest vote; on equal times the later arrival (stream order).
@@ -131,15 +170,17 @@ READS_BY_HOUR = f"SELECT article_id, at_ms // {MS_PER_HOUR}, count(*) FROM ev WH
 VOTES_BY_DAY = f"SELECT article_id, at_ms // {MS_PER_DAY}, count(*), sum(rating) FROM ({CURRENT_VOTES}) GROUP BY 1, 2"
 # article_stats as the drain keeps it: first event of any kind, last read, last vote (any vote: the latest one
 # of each voter is always applied), reads, and the current votes' count and sum.
+# An article's row exists, and its first event is, over every event it had (a reset does not move it).
 ARTICLE_STATS = f"""
-    WITH spans AS (
-        SELECT article_id, min(at_ms) AS first_ms,
+    WITH firsts AS (SELECT article_id, min(at_ms) AS first_ms FROM kept GROUP BY 1),
+    spans AS (
+        SELECT article_id,
                max(CASE WHEN kind = 'read' THEN at_ms END) AS last_read_ms,
                max(CASE WHEN kind = 'vote' THEN at_ms END) AS last_vote_ms,
                count(*) FILTER (WHERE kind = 'read') AS reads
         FROM ev GROUP BY 1),
     voted AS ({VOTES_BY_ARTICLE})
-    SELECT s.article_id, s.reads, coalesce(v.votes, 0), coalesce(v.rating_sum, 0.0),
-           s.first_ms, s.last_read_ms, s.last_vote_ms
-    FROM spans s LEFT JOIN voted v USING (article_id)
+    SELECT f.article_id, coalesce(s.reads, 0), coalesce(v.votes, 0), coalesce(v.rating_sum, 0.0),
+           f.first_ms, s.last_read_ms, s.last_vote_ms
+    FROM firsts f LEFT JOIN spans s USING (article_id) LEFT JOIN voted v USING (article_id)
 """

@@ -65,6 +65,8 @@ class DrainWorker(SimpleWorker):
             return super().execute_job(job, queue)
         finally:
             current_drainer.reset(token)
+            if self.drainer.fatal is not None:  # this worker cannot drain at all: stop after this job
+                self._stop_requested = True
 
     def request_stop(self, signum, frame):
         """Override: the running drain finishes its batch and hands over; with Redis down, stop at once.

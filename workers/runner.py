@@ -128,6 +128,8 @@ class WorkerProcess:
                     self._worker().work(burst=True, logging_level=self.logging_level)
                 except redis_lib.OutOfMemoryError:
                     pass  # RQ cannot register in a full Redis: the sweep below drains directly
+                if self.drainer.fatal is not None:
+                    raise self.drainer.fatal
                 # Stopped by SIGTERM/SIGINT: the batch in hand was applied, the rest waits in Redis.
                 if self.drainer.stopping.is_set() or not backlog(self.streams, self.sweeper.follow()):
                     return self.drainer.totals
@@ -172,6 +174,8 @@ class WorkerProcess:
                 self._sweep_drainer.stopping.set()
             sweep.join(timeout=10)
             self.close()
+        if self.drainer.fatal is not None:
+            raise self.drainer.fatal
 
     def close(self) -> None:
         if self._sweep_drainer is not None:

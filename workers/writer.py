@@ -29,6 +29,7 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    delete,
     func,
     insert,
     literal_column,
@@ -42,7 +43,9 @@ from readrate.events.clock import MS_PER_DAY, MS_PER_HOUR, datetime_to_ms, day_d
 from readrate.events.streamids import START_ID
 
 from .aggregate import Batch
+from .archive import check_required
 from .db import writing
+from .moderation import apply_operation
 from .schema import (
     archive_baseline,
     archive_files,
@@ -233,6 +236,15 @@ def _apply(conn: Connection, sql: Statements, shard: int, old_id: str, batch: Ba
         raise OffsetMoved(shard)
     if archive_root is not None:  # before the counters move: the baseline must not include this batch
         _record_archive(conn, batch, archive_root, received_at)
+    else:
+        check_required(conn)
+    if batch.operation is not None:  # an operator action is a batch of its own
+        refused = apply_operation(conn, batch.operation)
+        if refused is not None:
+            conn.exec_driver_sql(sql.rejected, [{"shard": shard, "stream_id": batch.last_id, "reason": refused,
+                                                 "payload": json.dumps(batch.operation.fields(), sort_keys=True),
+                                                 "received_at": at}])
+        return
     plan = plan_votes(batch.votes.values(), _stored_votes(conn, sql, list(batch.votes)))
     sql.upsert(conn, sql.article_stats, _article_rows(batch, plan))
     sql.upsert(conn, sql.reads_hourly, _hourly_rows(batch))
@@ -241,6 +253,11 @@ def _apply(conn: Connection, sql: Statements, shard: int, old_id: str, batch: Ba
         {"article_id": a, "day": day_text(d), "votes": n, "rating_sum": s}
         for (a, d), (n, s) in sorted(plan.daily.items())
     ])
+    emptied = [{"a": a, "d": day_date(d)} for (a, d), (n, _) in sorted(plan.daily.items()) if n < 0]
+    if emptied:  # a re-vote moved the day's last vote away: no bucket, as a rebuild from the archive has none
+        conn.execute(delete(votes_daily).where(and_(votes_daily.c.article_id == bindparam("a"),
+                                                    votes_daily.c.day == bindparam("d"), votes_daily.c.votes == 0)),
+                     emptied)
     sql.upsert(conn, sql.votes, [
         {"article_id": v.article_id, "voter_id": v.voter, "rating": v.rating,
          "voted_at": time_text(v.at_ms)}
