@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from readrate.events.clock import MS_PER_HOUR
 from readrate.events.errors import InvalidEvent
+from readrate.events.operations import OperationEntry, is_operation, parse_operation
 from readrate.events.scale import RatingScale
 from readrate.events.streamids import id_text
 from readrate.events.wire import Decoder, as_dict, payload_text
@@ -65,6 +66,8 @@ class Batch:
     counted: list[tuple[bytes, str, int, bytes | None, float | None]] | None = None
     # The archive files holding `counted` (written before the transaction that names them).
     files: list = field(default_factory=list)
+    # An operator action (reset, unvote, undo) is a batch of its own: nothing else is in it.
+    operation: OperationEntry | None = None
 
     @property
     def reads(self) -> int:
@@ -101,6 +104,9 @@ def aggregate(
         try:
             article_id, at_ms, voter, rating = decode(fields, now_ms)
         except InvalidEvent as exc:
+            if is_operation(fields):
+                _stop_at_operation(batch, entries, raw_id, fields)
+                break
             batch.rejected.append(Rejected(id_text(raw_id), payload_text(as_dict(fields)), str(exc)))
             continue
         if keep:  # the Emitter's field order (k, a, t, v, …) in place; anything else through a dict
@@ -127,6 +133,19 @@ def aggregate(
                 votes[(article_id, voter)] = VoteCast(article_id, voter, rating, at_ms)
     _derive(batch, buckets, first_vote_ms)
     return batch
+
+
+def _stop_at_operation(batch: Batch, entries, raw_id: bytes, fields) -> None:
+    """An operation entry: the batch ends before it, or, if it comes first, is that operation alone."""
+    position = next(i for i, (entry_id, _) in enumerate(entries) if entry_id is raw_id)
+    if position > 0:
+        batch.last_id, batch.entries = id_text(entries[position - 1][0]), position
+        return
+    batch.last_id, batch.entries = id_text(raw_id), 1
+    try:
+        batch.operation = parse_operation(fields)
+    except InvalidEvent as exc:
+        batch.rejected.append(Rejected(id_text(raw_id), payload_text(as_dict(fields)), str(exc)))
 
 
 def _person(fields: list[bytes] | dict[bytes, bytes]) -> bytes | None:

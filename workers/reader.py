@@ -71,7 +71,12 @@ class BatchReader:
             return None
         batch = aggregate(entries, decoder=self._decoder, now_ms=self._clock_ms(), keep=self.archive is not None)
         if self.archive is not None:
-            batch.files = self.archive.write(shard, batch.counted)
+            op = batch.operation
+            if op is None:
+                batch.files = self.archive.write(shard, batch.counted)
+            else:  # the archive keeps operator actions too, as rows of their own kind
+                batch.files = self.archive.write(
+                    shard, [(batch.last_id.encode(), op.article_id, op.at_ms, op.voter, None)], kind=op.action)
         return batch
 
     def start(self, stream: str, offset: str, shard: int = 0) -> None:
