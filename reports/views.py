@@ -80,12 +80,20 @@ def article_text(report: dict, fmt: str, window_words: str) -> str:
     name = report["article_id"] + (f" · {report['title']}" if report["title"] else "")
     columns = article_columns(window_words, bool(report["url"]), report.get("readers") is not None)
     blocks = [render([report], columns, fmt, title=f"{name} ({window_words})")]
+    if report.get("resets"):
+        blocks.append("\n".join(reset_note(r) for r in report["resets"]) + "\n")
     top = max((h["votes"] for h in report["histogram"]), default=0)
     stars = [{**h, "bar": "█" * round(BAR_WIDTH * h["votes"] / top) if top else ""} for h in report["histogram"]]
     if stars:
         blocks.append(render(stars, HISTOGRAM_COLUMNS, fmt, title="Votes by rating"))
     blocks.append(series_text(report["daily"], fmt))
     return "\n".join(blocks)
+
+
+def reset_note(reset: dict) -> str:
+    """`Reset on 2026-12-02 (a bot storm): reads and votes before it removed.`"""
+    return (f"Reset on {reset['applied_at']:%Y-%m-%d} ({reset['reason']}): "
+            f"{' and '.join(reset['reset'])} before it removed (operation {reset['id']}).")
 
 
 def series_text(daily: list[dict], fmt: str) -> str:

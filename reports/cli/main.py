@@ -14,7 +14,8 @@ import click
 
 from readrate.events.settings import Settings
 
-from . import archive, articles, audit, config, db, dead, demo, emit, imports, rebuild, report, serve, status, worker
+from . import (archive, articles, audit, config, db, dead, demo, emit, imports, moderate, rebuild, report, serve,
+               status, worker)
 from .app import App, ExitCode, failure, note
 
 log = logging.getLogger("readrate.cli")
@@ -58,7 +59,7 @@ def cli(ctx: click.Context, redis_url, database_url, shards, prefix, rating_scal
 
 for command in (demo.demo, worker.worker, emit.emit, imports.import_events, db.db, articles.articles,
                 report.report, status.status, dead.dead, config.config, serve.serve, audit.audit_command, archive.archive,
-                rebuild.rebuild):
+                rebuild.rebuild, moderate.moderate):
     cli.add_command(command)
 
 

@@ -12,6 +12,7 @@ from readrate.events.clock import utc_now
 from readrate.events.rules import DROPPED_KEEP_DAYS, REASONS, dropped_counts
 from readrate.workers.db import reachable
 from readrate.workers.installation import load as load_installation
+from readrate.workers.moderation import article_resets
 
 from ..detail import UnknownArticle, article_report
 from ..queries import TopQuery, has_data, summary, top
@@ -206,6 +207,8 @@ def report_article(app: App, article_id: str, since, until, prior_votes: float, 
             raise UnknownArticle(f"article {article_id!r} is unknown: the database has no readrate tables yet")
         data = article_report(conn, article_id, window, prior_votes=prior_votes,
                               scale=_scale(conn, app.settings).values())
+        if inspect(conn).has_table("operations"):
+            data["resets"] = article_resets(conn, article_id)
         readers_of = _readers_of(app)
         if readers_of is not None:
             data["readers"] = readers_of(window, [article_id]).get(article_id, 0)

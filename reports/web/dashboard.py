@@ -24,6 +24,7 @@ from readrate.events.rules import REASONS, days_back, dropped_counts
 from readrate.events.settings import Settings
 from readrate.events.urls import redact
 from readrate.workers.db import SCHEMA_HINT, SchemaMissing, reachable
+from readrate.workers.moderation import article_resets
 from redis import Redis
 from sqlalchemy import Engine, inspect
 
@@ -32,10 +33,11 @@ from ..health import MEMORY_FAIL, MEMORY_WARN, Status, Thresholds, problems
 from ..plot import METRIC
 from ..queries import TopQuery, has_data, summary, top
 from ..ranking import DEFAULT_PRIOR_VOTES, RANKINGS
+from ..readers import archive_on, readers
 from ..render import Column, count, plural
 from ..status import gather
 from ..trending import DEFAULT_RECENT, trend_windows
-from ..views import top_columns
+from ..views import reset_note, top_columns
 from ..windows import Window, parse_duration, parse_when
 from .charts import bar_chart, column_chart, number, text
 
@@ -200,7 +202,10 @@ def _popularity(engine: Engine, settings: Settings, view: View, now: datetime) -
     with reachable(settings.database_url), engine.connect() as conn:
         _tables_or_fail(conn)
         totals = summary(conn, view.window, limit=0)
-        rows = top(conn, query, now)
+        readers_of = _readers_of(engine, settings)
+        if view.by == "readers" and readers_of is None:
+            return _problem("ranking by readers needs the archive: set READRATE_ARCHIVE=DIR for the workers")
+        rows = top(conn, query, now, readers_of)
         counted = bool(rows) or has_data(conn)
     facts = _facts([("reads", number(totals["reads"])), ("votes", number(totals["votes"])),
                     ("active articles", number(totals["active_articles"])),
@@ -218,10 +223,19 @@ def _popularity(engine: Engine, settings: Settings, view: View, now: datetime) -
     chart = bar_chart([r.title or r.article_id for r in rows], [getattr(r, key) for r in rows],
                       title=f"{label}, {listed}", width=480, label_px=190,
                       links=[view.link(article=r.article_id) for r in rows])
-    table = _table([r.as_dict() for r in rows], [c for c in top_columns(view.by) if c.key != "title"],
+    readers_shown = any(r.readers is not None for r in rows)
+    table = _table([r.as_dict() for r in rows],
+                   [c for c in top_columns(view.by, readers_shown) if c.key != "title"],
                    cells={"article_id": lambda row: _article_link(row, view)}, wide=True)
     parts.append(f'<div class="grid split"><div class="scroll">{table}</div><div>{chart}</div></div>')
     return "".join(parts)
+
+
+def _readers_of(engine: Engine, settings: Settings):
+    """Readers per article from the archive (the CLI's figures), or None while the archive is off."""
+    if not archive_on(engine):
+        return None
+    return lambda window, only: readers(engine, window, archive_dir=settings.archive, articles=only).by_article
 
 
 def _top_query(view: View, now: datetime) -> tuple[TopQuery, list[str]]:
@@ -251,16 +265,22 @@ def _article(engine: Engine, settings: Settings, view: View) -> str:
             _tables_or_fail(conn)
             data = article_report(conn, view.article, view.window, prior_votes=DEFAULT_PRIOR_VOTES,
                                   scale=settings.rating_scale.values())
+            resets = article_resets(conn, view.article) if inspect(conn).has_table("operations") else []
+        readers_of = _readers_of(engine, settings)
+        if readers_of is not None:
+            data["readers"] = readers_of(view.window, [view.article]).get(view.article, 0)
     except UnknownArticle as exc:
         return _problem(str(exc)) + back
     name = data["title"] or data["article_id"]
     where = view.words
     parts = [f'<h3><bdi>{text(name)}</bdi> <code><bdi>{text(data["article_id"])}</bdi></code></h3>']
+    parts += [f'<p class="note">{text(reset_note(r))}</p>' for r in resets]
     url = data["url"] or ""
     if url.startswith(("https://", "http://")):
         parts.append(f'<p><a href="{text(url)}" rel="noopener noreferrer">{text(url)}</a></p>')
     parts.append(_facts([
         ("rank by reads", number(data["rank"])), ("reads", number(data["reads"])),
+        *([("readers", number(data["readers"]))] if "readers" in data else []),
         ("votes", number(data["votes"])), ("average", _stars(data["rating_avg"])),
         ("Bayesian score", _stars(data["score"])), ("C (mean of votes)", _stars(data["mean_rating"]))]))
     daily = data["daily"]
