@@ -205,11 +205,12 @@ def _add(conn: Connection, table, where, key: dict, n: int) -> None:
 # -- the command side: record an action and put it in its shard's stream ---------------------------
 
 def queue_operation(engine, redis, keys, *, action: str, actor: str, reason: str, params: dict,
-                    article_id: str | None = None, voter_id: str | None = None, shard: int) -> int:
+                    article_id: str | None = None, voter_id: str | None = None, shard: int, queue=None) -> int:
     """Record the action (operations row), then XADD its entry to `shard`'s stream; the operation id.
 
     The row comes first, so the drain always finds it; if Redis refuses the entry the row is deleted."""
     from readrate.events.clock import now_ms
+    from readrate.events.jobs import enqueue_drain
     from readrate.events.wire import DOORBELL_TTL_MS
 
     with engine.begin() as conn:
@@ -222,8 +223,9 @@ def queue_operation(engine, redis, keys, *, action: str, actor: str, reason: str
         with engine.begin() as conn:
             conn.execute(delete(operations).where(operations.c.id == op_id))
         raise
-    try:  # the sweep would notice the entry within a second anyway
-        redis.set(keys.doorbell(shard), 1, nx=True, px=DOORBELL_TTL_MS)
+    try:  # ring and enqueue as the Emitter does; the sweep would notice the entry within seconds anyway
+        if redis.set(keys.doorbell(shard), 1, nx=True, px=DOORBELL_TTL_MS) and queue is not None:
+            enqueue_drain(queue, shard)
     except Exception:  # noqa: BLE001
         pass
     return op_id

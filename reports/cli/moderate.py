@@ -9,6 +9,7 @@ import time
 import click
 from sqlalchemy import select
 
+from readrate.events.jobs import drain_queue
 from readrate.events.wire import shard_for
 from readrate.workers.db import reachable
 from readrate.workers.moderation import log_rows, queue_operation, undo_target
@@ -49,9 +50,10 @@ def _queue(app: App, *, action: str, actor: str | None, reason: str, params: dic
            voter_id: str | None, shard: int, wait: bool) -> int:
     engine = app.engine()
     with reachable(app.settings.database_url):
-        op_id = queue_operation(engine, app.redis, app.installed(create=False).keys, action=action,
-                                actor=actor or getpass.getuser(), reason=reason, params=params,
-                                article_id=article_id, voter_id=voter_id, shard=shard)
+        keys = app.installed(create=False).keys
+        op_id = queue_operation(engine, app.redis, keys, action=action, actor=actor or getpass.getuser(),
+                                reason=reason, params=params, article_id=article_id, voter_id=voter_id,
+                                shard=shard, queue=drain_queue(app.queue_redis, keys))
         note(f"operation {op_id} queued: the workers apply it in order with the events around it")
         if not wait:
             return ExitCode.OK

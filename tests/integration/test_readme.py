@@ -262,6 +262,16 @@ def check_archive(run: Run) -> None:
     assert list((run.cwd / "archive").glob("day=*/*.parquet"))
 
 
+def check_moderation(run: Run) -> None:
+    # page-events.csv: article-42 read 563 times; user-1 voted 4 on article-42 and 3 on article-3.
+    # The reset was undone; the unvote stands.
+    assert run.counters()["article-42"] == (563, 11, 47.0)
+    assert run.counters()["article-3"] == (0, 0, 0.0)
+    log = json.loads(run.readrate("moderate", "log", "--format", "json"))
+    assert [(row["action"], row["state"]) for row in log] == [
+        ("undo", "applied"), ("unvote", "applied"), ("reset", "undone by 3")], log
+
+
 def check_archive_duckdb(run: Run) -> None:
     # page-events.csv: 564 reads by 97 visitors, 13 votes by 12 voters
     assert re.search(r"read\s*│\s*564\s*│\s*97", run.stdout) and re.search(r"vote\s*│\s*13\s*│\s*12", run.stdout), \
@@ -335,6 +345,10 @@ assert emitter.stats.emitted == 1, emitter.stats
     "token-php": Recipe(env={"READRATE_VOTER_SECRET": VOTER_SECRET}, check=check_voter_token),
     # The emitter of "Emitting from a Python page", and a request: a browser's view, then a crawler's.
     "archive": Recipe(files=("page-events.csv",), check=check_archive),
+    # A worker runs meanwhile, so --wait sees each operation applied.
+    "moderation": Recipe(files=("page-events.csv",), setup="readrate import page-events.csv\nreadrate worker --burst",
+                         before="readrate worker > worker.log 2>&1 &\ntrap 'kill %1; wait' EXIT",
+                         check=check_moderation),
     "archive-duckdb": Recipe(
         files=("page-events.csv",),
         setup="export READRATE_ARCHIVE=./archive\nreadrate import page-events.csv\nreadrate worker --burst",
