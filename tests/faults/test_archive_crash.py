@@ -184,3 +184,53 @@ def test_sigkilled_archiving_worker_leaves_every_counted_event_in_the_archive_ex
     assert "no drift" in audited.stderr
     print(f"{len(rows)} events in {len(recorded)} files; {len(removed)} unrecorded files removed; "
           f"{len(traffic.bad)} dead letters; backlog at each kill {behind}")
+
+
+def test_compaction_while_two_workers_drain_loses_and_doubles_nothing(settings, engine, redis, tmp_path):
+    """`readrate archive compact` again and again while events flow and two workers archive batches:
+    each run swaps a day's files for one merged file in one transaction, while new files for the same
+    day keep arriving. Afterwards every counted event is in the archive once and the audit is clean."""
+    settings = replace(settings, batch_size=500, lease_ms=1_000)
+    root = tmp_path / "archive"
+    env = {"READRATE_ARCHIVE": str(root)}
+    logs = [tmp_path / "worker-1.log", tmp_path / "worker-2.log"]
+    # Times from a little before yesterday's midnight: batches land on two days.
+    midnight = (time.time_ns() // 1_000_000 // MS_PER_DAY - 1) * MS_PER_DAY
+    traffic = Traffic(redis, settings, midnight - 10_000 * 97)
+    workers = [start_logged_worker(settings, log, **env) for log in logs]
+    traffic.start()
+    compactions = []
+    try:
+        for _ in range(6):
+            time.sleep(1.0)
+            wait_until(lambda: len(recorded_paths(engine)) > 1, timeout=30, message="files to compact")
+            done = run_cli(settings, "archive", "compact", timeout=120, **env)
+            assert done.returncode == 0, done.stderr[-3000:]
+            compactions.append(done.stderr.strip())
+    finally:
+        traffic.halt.set()
+        traffic.join(timeout=30)
+    assert traffic.error is None, traffic.error
+    try:
+        wait_for_state(engine, tally(f for _, _, f in traffic.stored), timeout=120)
+        wait_until(lambda: backlog(redis, settings) == 0, timeout=60, message="every stream to be trimmed")
+    finally:
+        codes = [stop(worker) for worker in workers]
+    assert codes == [0, 0], [log.read_text()[-3000:] for log in logs]
+    assert any(line.startswith("compacted") and not line.startswith("compacted 0") for line in compactions), \
+        compactions
+    final = run_cli(settings, "archive", "compact", timeout=120, **env)
+    assert final.returncode == 0, final.stderr
+
+    rows = archived(engine, root)
+    keys = Counter((r[0], r[1]) for r in rows)
+    assert not [k for k, n in keys.items() if n > 1], "an event archived twice"
+    expected = {(shard, i): wire_row(shard, i, f) for shard, i, f in traffic.stored}
+    assert sorted(rows) == sorted(expected.values())
+    with engine.connect() as conn:
+        days = list(conn.execute(select(archive_files.c.day, archive_files.c.shard)))
+    assert len({d for d, _ in days}) == len(days), f"a day with several files after the last compaction: {days}"
+    # Every merged-away file is gone from disk; only what the archive records remains.
+    assert {name for name, _ in Archive(root).on_disk()} == set(recorded_paths(engine))
+    audited = run_cli(settings, "audit", timeout=120, **env)
+    assert audited.returncode == 0 and "no drift" in audited.stderr, audited.stdout[-3000:] + audited.stderr
