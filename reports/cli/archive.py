@@ -43,8 +43,9 @@ def archive_status(app: App, fmt: str) -> None:
                 func.coalesce(func.sum(archive_files.c.bytes), 0), func.count(archive_files.c.day.distinct()),
                 func.min(archive_files.c.day), func.max(archive_files.c.day))).one()
             baseline = conn.scalar(select(func.count()).select_from(archive_baseline))
-    document = {"folder": str(folder.root), "started_at": began[0], "files": files, "events": int(events),
-                "bytes": int(size), "bytes_per_event": round(size / events, 2) if events else None,
+    events, size = int(events), int(size)  # PostgreSQL sums are Decimals
+    document = {"folder": str(folder.root), "started_at": began[0], "files": files, "events": events,
+                "bytes": size, "bytes_per_event": round(size / events, 2) if events else None,
                 "days": days, "first_day": first, "last_day": last, "baseline_articles": baseline}
     rows = [{"field": key, "value": "" if value is None else (count(value) if isinstance(value, int) else str(value))}
             for key, value in document.items()]

@@ -106,3 +106,23 @@ def test_every_movielens_movie_has_the_vote_count_and_average_computed_from_the_
     for row in rows:
         assert row["votes"] == expected_votes[row["article_id"]]
         assert row["rating_avg"] == expected_sum[row["article_id"]] / expected_votes[row["article_id"]]
+
+
+def test_the_audit_is_clean_after_all_of_movielens_with_the_archive_on(settings, engine, redis, tmp_path):
+    """Every rating archived (22 years of event days: many small files), compacted, and audited: no drift."""
+    change(engine, redis, settings, rating_scale=RatingScale.parse(HALF_STARS))
+    env = {"READRATE_RATING_SCALE": HALF_STARS, "READRATE_ARCHIVE": str(tmp_path / "archive")}
+    imported = run_cli(settings, *IMPORT_ARGS, timeout=900, **env)
+    assert imported.returncode == 0, imported.stderr
+    drained = run_cli(settings, "worker", "--burst", timeout=900, **env)
+    assert drained.returncode == 0 and "drained 100,836 events (0 rejected" in drained.stderr, drained.stderr
+    compacted = run_cli(settings, "archive", "compact", timeout=900, **env)
+    assert compacted.returncode == 0, compacted.stderr
+    shown = run_cli(settings, "archive", "status", "--format", "json", **env)
+    assert shown.returncode == 0, shown.stderr
+    status = json.loads(shown.stdout)
+    assert status["events"] == 100_836 and status["files"] == status["days"], status
+    audited = run_cli(settings, "audit", "--format", "json", timeout=900, **env)
+    assert audited.returncode == 0, audited.stdout[-2000:] + audited.stderr
+    document = json.loads(audited.stdout)
+    assert (document["events"], document["articles"], document["drifted"]) == (100_836, 9_724, 0), document
