@@ -94,7 +94,12 @@ def archive_root(engine: Engine, configured: str | None) -> Archive:
 
 def audit(engine: Engine, archive: Archive, *, since: date | None = None) -> AuditResult:
     """Compare the database's counters with what the archive's committed files say they must be."""
-    with engine.connect() as conn:
+    # One snapshot of the database: the counters, the files and the operations as one commit left them,
+    # so workers draining meanwhile never show up as drift.
+    conn = engine.connect()
+    if engine.dialect.name == "postgresql":
+        conn = conn.execution_options(isolation_level="REPEATABLE READ")
+    with conn, conn.begin():
         names = recorded_paths(conn)
         began = started(conn)
         baseline = set(conn.scalars(select(archive_baseline.c.article_id)))

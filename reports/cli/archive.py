@@ -32,7 +32,6 @@ def archive() -> None:
 @pass_app
 def archive_status(app: App, fmt: str) -> None:
     """The archive's folder, when it started, its files, events, bytes and days."""
-    app.installed(create=False)
     engine = app.engine()
     with reachable(app.settings.database_url):
         folder = archive_root(engine, app.settings.archive)
@@ -62,7 +61,6 @@ def archive_compact(app: App, day: datetime | None) -> None:
 
     A drain writes one file per batch and event day, so a quiet site or an import of
     years of history leaves many small files; merged, they take less room and read faster."""
-    app.installed(create=False)
     engine = app.engine()
     with reachable(app.settings.database_url):
         folder = archive_root(engine, app.settings.archive)
@@ -101,7 +99,6 @@ def archive_prune(app: App, before: datetime, yes: bool) -> None:
     longer be recomputed in full, so `readrate audit` reports them as "before the archive" from then on."""
     if before > utc_now():
         raise click.BadParameter("is in the future; pruning would delete today's archive", param_hint="--before")
-    app.installed(create=False)
     engine = app.engine()
     with reachable(app.settings.database_url):
         folder = archive_root(engine, app.settings.archive)

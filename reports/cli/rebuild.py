@@ -44,7 +44,7 @@ def rebuild(app: App, into_url: str | None, exclude_voter: tuple[str, ...], excl
     if rules and not (reason or "").strip():
         raise click.UsageError("--reason is required with --exclude-voter, --exclude-visitor or --exclude-article")
     actor = actor or getpass.getuser()
-    settings = app.installed(create=False)
+    settings = app.settings  # the database alone: no Redis needed
     engine = app.engine()
     with reachable(settings.database_url):
         archive = archive_root(engine, settings.archive)

@@ -26,7 +26,7 @@ from bench.harness import Row, at_least, percentile, ratio_at_most, table  # noq
 
 HEADER = "| scenario | readrate | baseline | ratio | target | met? |"
 TITLES = ("1. Emit", "2. Aggregate", "3. Ceiling", "4. Reports", "5. Memory", "6. Lag", "7. Scale-out",
-          "8. Redis Cluster", "9. HTTP collector")
+          "8. Redis Cluster", "9. HTTP collector", "10. Archive")
 
 
 def test_percentile_interpolates_between_closest_ranks():
@@ -75,7 +75,7 @@ def test_bench_quick_runs_every_scenario_and_writes_the_table_and_results(tmp_pa
     raw = json.loads(re.search(r"```json\n(.*)\n```", document, re.S).group(1))
     assert raw["quick"] is True
     assert set(raw["scenarios"]) == {"emit", "aggregate", "ceiling", "reports", "memory", "lag", "scaleout",
-                                     "cluster", "web"}
+                                     "cluster", "web", "archive"}
     assert not [name for name, s in raw["scenarios"].items() if s["error"]]
     measured = [row for s in raw["scenarios"].values() for row in s["rows"] if row["readrate"] is not None]
     assert len(measured) >= len(TITLES)

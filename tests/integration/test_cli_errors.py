@@ -30,6 +30,9 @@ NEEDS = {
     "dead purge": ["--all"],
     # Everything serving checks first (a port of its own included), then exit instead of serving.
     "serve": ["--check", "--port", str(free_port())],
+    # Confirmations answered (no terminal to ask on), a date to prune before.
+    "rebuild": ["--yes"],
+    "archive prune": ["--before", "2000-01-01", "--yes"],
 }
 # Commands that create the database on purpose (they write: migrations, titles, a worker's tables).
 CREATE = {"db upgrade", "worker", "articles import", "serve"}

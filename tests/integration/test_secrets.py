@@ -10,14 +10,17 @@ auth) takes any password, so there a right password is one the server ignores.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from redis import Redis
+from sqlalchemy import insert
 from sqlalchemy.engine import make_url
 
 from conftest import REDIS_URL, create_pg_database, drop_pg_database, pg_url
@@ -26,6 +29,7 @@ from readrate.events.settings import Settings
 from readrate.reports.localredis import RedisServer
 from readrate.workers.db import make_engine, upgrade
 from readrate.workers.installation import establish
+from readrate.workers.schema import archive_state, operations
 
 from .test_cli_errors import COMMANDS, arguments
 
@@ -38,7 +42,8 @@ SECRETS = (REDIS_PASSWORD, WRONG_REDIS_PASSWORD, QUEUE_PASSWORD, DB_PASSWORD)
 EVERY = frozenset(name for name, _ in COMMANDS)
 # Commands that never touch Redis: with a wrong Redis password they run as with the right one.
 DATABASE_ONLY = frozenset({"articles import", "dead list", "dead purge", "report article", "report summary",
-                           "report top"})
+                           "report top", "audit", "rebuild", "archive status", "archive compact", "archive prune",
+                           "moderate log"})
 # A URL that fails the way one already run with every command fails runs only these, which between
 # them reach every kind of server (streams, queue, database, the demo's probe) and print every URL,
 # so the whole file runs in about a minute on two idle cores.
@@ -100,14 +105,23 @@ def spy_path(tmp_path):
     return folder
 
 
-def installed(database_url: str, redis_url: str, prefix: str) -> str:
-    """`database_url` with readrate's tables and an installation, as `readrate db upgrade` leaves it."""
+def installed(database_url: str, redis_url: str, prefix: str, archive: Path | None = None) -> str:
+    """`database_url` with readrate's tables and an installation, as `readrate db upgrade` leaves it; with
+    `archive`, archiving started there and one operation applied (something for `moderate undo 1`)."""
     engine = make_engine(database_url, create=True)
     redis = Redis.from_url(redis_url)
     try:
         upgrade(engine)
         settings = Settings.from_env({}, redis_url=redis_url, database_url=database_url, prefix=prefix)
         establish(engine, redis, settings)
+        if archive is not None:
+            now = datetime.now(timezone.utc).replace(tzinfo=None)
+            with engine.begin() as conn:
+                conn.execute(insert(archive_state).values(singleton=1, started_at=now, root=str(archive)))
+                conn.execute(insert(operations).values(
+                    created_at=now, actor="test", action="reset", article_id="article-1", reason="a test",
+                    params=json.dumps({"reads": True, "votes": True, "shard": 0}),
+                    effect=json.dumps({"article_id": "article-1", "upto": {}}), applied_at=now))
     finally:
         redis.close()
         engine.dispose()
@@ -155,7 +169,8 @@ def environment(case: str, locked: LockedRedis, new_database, prefix: str, tmp: 
     queue_password = QUEUE_PASSWORD if case == "queue-wrong-password" else REDIS_PASSWORD
     return {"REDIS_URL": locked.url_with(redis_password),
             "READRATE_QUEUE_URL": locked.url_with(queue_password, 1),
-            "DATABASE_URL": installed(new_database(), locked.url, prefix),
+            "READRATE_ARCHIVE": str(tmp / "archive"),
+            "DATABASE_URL": installed(new_database(), locked.url, prefix, tmp / "archive"),
             "READRATE_DEMO_DATABASE_URL": new_database(in_query=True)}
 
 
@@ -166,7 +181,10 @@ def command_line(name: str, command, folder: Path) -> list[str]:
     titles = folder / "articles.csv"
     titles.write_text("article_id,title\narticle-1,The first article\n")
     given = {"articles import": ["articles", "import", str(titles)],
-             "config set": ["config", "set", "rating-scale", "1-5"]}
+             "config set": ["config", "set", "rating-scale", "1-5"],
+             "archive prune": ["archive", "prune", "--before", "2000-01-01", "--yes"],
+             "rebuild": ["rebuild", "--yes"],
+             "moderate undo": ["moderate", "undo", "1"]}
     return ["-vv", *(given.get(name) or arguments(name, command, events))]
 
 
