@@ -23,13 +23,13 @@ from readrate.events.clock import EPOCH, MS_PER_HOUR, datetime_to_ms
 from readrate.events.errors import ReadrateError
 from readrate.workers.archive import Archive, recorded_paths, started
 from readrate.workers.recompute import (
-    CURRENT_VOTES,
     READS_BY_ARTICLE,
     READS_BY_DAY,
     READS_BY_HOUR,
     VOTES_BY_ARTICLE,
     VOTES_BY_DAY,
     duckdb_connection,
+    keep_current_votes,
     load_events,
     recorded_rules,
 )
@@ -207,6 +207,7 @@ def _hour_number(hour) -> int:
 def _recomputed(duck, since: date | None) -> dict[str, dict]:
     """The archive's side: the same values, recomputed from the events."""
     out: dict[str, dict] = {}
+    keep_current_votes(duck)
 
     def rows(sql: str) -> list[tuple]:
         return duck.execute(sql).fetchall()
@@ -221,7 +222,7 @@ def _recomputed(duck, since: date | None) -> dict[str, dict]:
     daily = rows(VOTES_BY_DAY)
     out["votes_daily"] = {(a, d): n for a, d, n, _ in daily}
     out["rating_sum_daily"] = {(a, d): s for a, d, _, s in daily if s}
-    current = rows(CURRENT_VOTES)
+    current = rows("SELECT * FROM current_votes")
     out["vote"] = {(a, v): r for a, v, r, _ in current}
     out["vote_at"] = {(a, v): at for a, v, _, at in current}
     return out

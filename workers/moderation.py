@@ -245,7 +245,30 @@ def undo_target(conn: Connection, op_id: int) -> dict:
     for other, params in pending:
         if json.loads(params).get("undoes") == op_id:
             raise OperationRefused(f"operation {op_id} is being undone already, by operation {other}")
+    # Undo goes in reverse order: a later action on the same counters removed only what was counted then,
+    # so it must be undone first (otherwise audits and rebuilds could not tell what each one removed).
+    later = conn.execute(select(operations).where(
+        operations.c.id > op_id, operations.c.action.in_(("reset", "unvote")),
+        operations.c.undone_by.is_(None))).mappings().all()
+    for other in later:
+        if _overlap(row, other):
+            raise OperationRefused(f"operation {other['id']} ({other['action']}, later) changed the same counters "
+                                   f"and stands: undo it first (`readrate moderate undo {other['id']}`)")
     return dict(row)
+
+
+def _overlap(first: dict, later: dict) -> bool:
+    """Whether two resets/unvotes may touch the same counters (erring on the side of yes)."""
+    def votes_of(op: dict) -> bool:
+        return op["action"] == "unvote" or json.loads(op["params"]).get("votes", True)
+
+    if first["action"] == "reset" and later["action"] == "reset":
+        return first["article_id"] == later["article_id"]
+    if first["action"] == "unvote" and later["action"] == "unvote":
+        return first["voter_id"] == later["voter_id"] and (
+            first["article_id"] is None or later["article_id"] is None or first["article_id"] == later["article_id"])
+    reset, unvote = (first, later) if first["action"] == "reset" else (later, first)
+    return votes_of(reset) and (unvote["article_id"] is None or unvote["article_id"] == reset["article_id"])
 
 
 def log_rows(conn: Connection, *, limit: int | None = None, article_id: str | None = None) -> list[dict]:

@@ -24,12 +24,12 @@ from .archive import Archive, recorded_paths
 from .db import upgrade, writing
 from .recompute import (
     ARTICLE_STATS,
-    CURRENT_VOTES,
     READS_BY_DAY,
     READS_BY_HOUR,
     VOTES_BY_DAY,
     Rules,
     duckdb_connection,
+    keep_current_votes,
     load_events,
     recorded_rules,
 )
@@ -78,6 +78,8 @@ def _check_baseline(conn: Connection) -> None:
 
 def _recomputed(duck) -> dict:
     """Every counter table's rows, recomputed (`ev` loaded)."""
+    keep_current_votes(duck)
+
     def rows(sql: str) -> Iterator[tuple]:
         return duck.execute(sql).fetchall()
 
@@ -92,7 +94,7 @@ def _recomputed(duck) -> dict:
         votes_daily: [{"article_id": a, "day": (EPOCH + timedelta(days=d)).date(), "votes": n, "rating_sum": s}
                       for a, d, n, s in rows(VOTES_BY_DAY)],
         votes: [{"article_id": a, "voter_id": v, "rating": r, "voted_at": _at(at)}
-                for a, v, r, at in rows(CURRENT_VOTES)],
+                for a, v, r, at in rows("SELECT * FROM current_votes")],
     }
 
 

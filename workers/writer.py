@@ -230,6 +230,11 @@ def _record_archive(conn: Connection, batch: Batch, root: str, received_at: date
 def _apply(conn: Connection, sql: Statements, shard: int, old_id: str, batch: Batch, received_at: datetime,
            archive_root: str | None = None) -> None:
     at = sql.datetime(received_at)
+    if batch.operation is not None and sql.postgresql:
+        # An operator action may touch counters other shards' batches change (an unvote spans every
+        # article): it waits for the batches in flight and holds new ones off, as a rebuild does, so what it
+        # removes and the offsets it stores agree. (SQLite's write lock serializes every batch anyway.)
+        conn.exec_driver_sql("LOCK TABLE stream_offsets IN EXCLUSIVE MODE")
     moved = conn.exec_driver_sql(sql.move_offset, {"shard": shard, "old_id": old_id, "new_id": batch.last_id,
                                                     "at": at}).rowcount
     if moved != 1:
