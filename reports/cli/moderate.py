@@ -37,7 +37,7 @@ _wait = click.option("--wait", is_flag=True,
                      help=f"Wait (up to {WAIT_S:.0f} s) until a worker has applied it, and say what it did.")
 
 
-@click.group(short_help="Reset an article, remove a voter's votes, undo; every action logged.")
+@click.group(short_help="Audited corrections: reset, unvote, undo, log.")
 def moderate() -> None:
     """Corrections to counters, each recorded with who, when and why (`readrate moderate log`).
 
