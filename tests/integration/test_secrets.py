@@ -118,10 +118,13 @@ def installed(database_url: str, redis_url: str, prefix: str, archive: Path | No
             now = datetime.now(timezone.utc).replace(tzinfo=None)
             with engine.begin() as conn:
                 conn.execute(insert(archive_state).values(singleton=1, started_at=now, root=str(archive)))
+                # A reads reset of an article no other command touches: `moderate reset article-1` and
+                # `moderate unvote` run beside `moderate undo 1`, and an undo waits for later actions on
+                # the same counters.
                 conn.execute(insert(operations).values(
-                    created_at=now, actor="test", action="reset", article_id="article-1", reason="a test",
-                    params=json.dumps({"reads": True, "votes": True, "shard": 0}),
-                    effect=json.dumps({"article_id": "article-1", "upto": {}}), applied_at=now))
+                    created_at=now, actor="test", action="reset", article_id="article-9", reason="a test",
+                    params=json.dumps({"reads": True, "votes": False, "shard": 0}),
+                    effect=json.dumps({"article_id": "article-9", "upto": {}}), applied_at=now))
     finally:
         redis.close()
         engine.dispose()
