@@ -114,7 +114,8 @@ def audit(engine: Engine, archive: Archive, *, since: date | None = None) -> Aud
     finally:
         duck.close()
     articles: set[str] = set()
-    for what, (db_values, archive_values) in _pairs(stored, recomputed).items():
+    for what, db_values in stored.items():
+        archive_values = recomputed[what]
         for key in db_values.keys() | archive_values.keys():
             ours, theirs = db_values.get(key), archive_values.get(key)
             article_id = key[0]
@@ -144,14 +145,10 @@ def _label(what: str, key: tuple) -> str:
         return what
     if what == "reads_hourly":
         return f"reads in hour {(EPOCH + timedelta(hours=key[1])).isoformat(sep=' ', timespec='minutes')}"
-    if what.endswith("_daily") or what == "rating_sum_daily":
+    if what.endswith("_daily"):
         label = {"reads_daily": "reads", "votes_daily": "votes", "rating_sum_daily": "rating sum"}[what]
         return f"{label} on {(EPOCH + timedelta(days=key[1])).date().isoformat()}"
     return f"{'vote time' if what == 'vote_at' else 'vote'} of {key[1]}"
-
-
-def _pairs(stored: dict, recomputed: dict) -> dict:
-    return {what: (stored[what], recomputed[what]) for what in stored}
 
 
 def _stored(conn, since: date | None) -> dict[str, dict]:

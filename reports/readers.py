@@ -14,7 +14,7 @@ error of 1.04 / sqrt(16384) = 0.81%, so 99.7% of estimates lie within 2.4% of th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import Engine
 
@@ -62,9 +62,11 @@ def readers(engine: Engine, window: Window, *, archive_dir: str | None = None,
     """Readers per article read in `window` (only `articles`, if given), from the archive's committed files."""
     archive = archive_root(engine, archive_dir)
     since_ms, until_ms = _window_ms(window)
-    with engine.connect() as conn:
-        names = recorded_paths(conn, since=None if window.since is None else window.for_reads().since.date(),
-                               until=None if window.until is None else _day_after(window.for_reads().until))
+    hours = window.for_reads()
+    with engine.connect() as conn:  # the files of the days the window touches
+        names = recorded_paths(conn, since=None if hours.since is None else hours.since.date(),
+                               until=None if hours.until is None
+                               else (hours.until - timedelta(microseconds=1)).date() + timedelta(days=1))
         rules = recorded_rules(conn)
     duck = duckdb_connection()
     try:
@@ -86,10 +88,6 @@ def readers(engine: Engine, window: Window, *, archive_dir: str | None = None,
     finally:
         duck.close()
     return result
-
-
-def _day_after(moment: datetime):
-    return (moment + timedelta(days=1)).date() if moment.time() != datetime.min.time() else moment.date()
 
 
 def _ids(articles: list[str]):

@@ -20,9 +20,11 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
-from readrate.events.clock import EPOCH, MS_PER_DAY, datetime_to_ms, utc_now
+from readrate.events.clock import EPOCH, MS_PER_DAY, datetime_to_ms, now_ms, utc_now
 from readrate.events.errors import ReadrateError
+from readrate.events.jobs import enqueue_drain
 from readrate.events.operations import OperationEntry
+from readrate.events.wire import DOORBELL_TTL_MS
 
 from .schema import article_stats, operations, reads_daily, reads_hourly, stream_offsets, votes, votes_daily
 
@@ -209,10 +211,6 @@ def queue_operation(engine, redis, keys, *, action: str, actor: str, reason: str
     """Record the action (operations row), then XADD its entry to `shard`'s stream; the operation id.
 
     The row comes first, so the drain always finds it; if Redis refuses the entry the row is deleted."""
-    from readrate.events.clock import now_ms
-    from readrate.events.jobs import enqueue_drain
-    from readrate.events.wire import DOORBELL_TTL_MS
-
     with engine.begin() as conn:
         op_id = record(conn, action=action, actor=actor, reason=reason, params={**params, "shard": shard},
                        article_id=article_id, voter_id=voter_id)

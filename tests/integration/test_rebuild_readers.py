@@ -25,19 +25,10 @@ from readrate.reports.cli import main
 from readrate.reports.readers import readers
 from readrate.reports.windows import Window
 from readrate.workers.db import make_engine
-from readrate.workers.schema import (
-    article_stats,
-    installation,
-    operations,
-    reads_daily,
-    reads_hourly,
-    stream_offsets,
-    votes,
-    votes_daily,
-)
+from readrate.workers.rebuild import COUNTER_TABLES
+from readrate.workers.schema import installation, operations, stream_offsets, votes
 
 NO_ARCHIVE = {"READRATE_ARCHIVE": ""}
-COUNTER_TABLES = (article_stats, reads_hourly, reads_daily, votes_daily, votes)
 
 
 @pytest.fixture
