@@ -14,12 +14,15 @@ totals need the whole archive.
 
 from __future__ import annotations
 
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Date, DateTime, Engine, Float, String, select
 
-from readrate.events.clock import EPOCH, MS_PER_HOUR, datetime_to_ms
+from readrate.events.clock import EPOCH, MS_PER_HOUR
 from readrate.events.errors import ReadrateError
 from readrate.workers.archive import Archive, recorded_paths, started
 from readrate.workers.recompute import (
@@ -29,7 +32,7 @@ from readrate.workers.recompute import (
     VOTES_BY_ARTICLE,
     VOTES_BY_DAY,
     duckdb_connection,
-    keep_current_votes,
+    keep_tallies,
     load_events,
     recorded_rules,
 )
@@ -94,38 +97,44 @@ def archive_root(engine: Engine, configured: str | None) -> Archive:
 
 def audit(engine: Engine, archive: Archive, *, since: date | None = None) -> AuditResult:
     """Compare the database's counters with what the archive's committed files say they must be."""
-    # One snapshot of the database: the counters, the files and the operations as one commit left them,
-    # so workers draining meanwhile never show up as drift.
-    conn = engine.connect()
-    if engine.dialect.name == "postgresql":
-        conn = conn.execution_options(isolation_level="REPEATABLE READ")
-    with conn, conn.begin():
-        names = recorded_paths(conn)
-        began = started(conn)
-        baseline = set(conn.scalars(select(archive_baseline.c.article_id)))
-        stored = _stored(conn, since)
-        rules = recorded_rules(conn)
-    result = AuditResult(files=len(names), baseline_articles=len(baseline), since=since,
-                         started_at=None if began is None else began[0])
     duck = duckdb_connection()
     try:
-        result.events = load_events(duck, archive, names, since=since, rules=rules)
-        recomputed = _recomputed(duck, since)
+        # One snapshot of the database: the counters, the files and the operations as one commit left them,
+        # so workers draining meanwhile never show up as drift. While the counters are read out, a thread
+        # recomputes them from the files (DuckDB and the database drivers both let go of the GIL).
+        conn = engine.connect()
+        if engine.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn, conn.begin(), ThreadPoolExecutor(1) as pool, \
+                tempfile.TemporaryDirectory(prefix="readrate-audit-") as folder:
+            names = recorded_paths(conn)
+            began = started(conn)
+            baseline = set(conn.scalars(select(archive_baseline.c.article_id)))
+            rules = recorded_rules(conn)
+            recomputed = pool.submit(_recompute, duck, archive, names, since, rules)
+            files = _read_out(conn, Path(folder), since)
+            events = recomputed.result()
+            for name, (path, columns) in files.items():
+                if path.stat().st_size:
+                    duck.execute(f"CREATE TEMP TABLE db_{name} AS SELECT * FROM read_csv('{path}', header = false, "
+                                 f"quote = '\"', escape = '\"', columns = {columns!r})")
+                else:  # no rows (DuckDB cannot read an empty CSV file)
+                    duck.execute(f"CREATE TEMP TABLE db_{name} "
+                                 f"({', '.join(f'{c} {t}' for c, t in columns.items())})")
+        result = AuditResult(files=len(names), events=events, baseline_articles=len(baseline), since=since,
+                             started_at=None if began is None else began[0])
+        measures = MEASURES if since is None else [m for m in MEASURES if not m.totals_only]
+        for measure in measures:
+            for article_id, key, ours, theirs in duck.execute(measure.differences()).fetchall():
+                if measure.name == "vote_at":  # shown as times, not epoch milliseconds
+                    ours, theirs = (None if v is None else _iso(v) for v in (ours, theirs))
+                result.drift.append(Drift(article_id, _label(measure.name, key), ours, theirs,
+                                          article_id in baseline))
+        sides = " UNION ".join(f"SELECT article_id FROM ({query}) AS t(article_id, key, value)"
+                               for m in measures for query in (m.stored, m.recomputed))
+        result.articles = duck.execute(f"SELECT count(*) FROM ({sides})").fetchall()[0][0]
     finally:
         duck.close()
-    articles: set[str] = set()
-    for what, db_values in stored.items():
-        archive_values = recomputed[what]
-        for key in db_values.keys() | archive_values.keys():
-            ours, theirs = db_values.get(key), archive_values.get(key)
-            article_id = key[0]
-            articles.add(article_id)
-            if _same(ours, theirs):
-                continue
-            if what == "vote_at":  # shown as times, not epoch milliseconds
-                ours, theirs = (None if v is None else _iso(v) for v in (ours, theirs))
-            result.drift.append(Drift(article_id, _label(what, key), ours, theirs, article_id in baseline))
-    result.articles = len(articles)
     result.drift.sort(key=lambda d: (d.before_archive, d.article_id, d.what))
     return result
 
@@ -134,92 +143,126 @@ def _iso(at_ms: int) -> str:
     return (EPOCH + timedelta(milliseconds=at_ms)).isoformat(sep=" ", timespec="milliseconds")
 
 
-def _same(ours, theirs) -> bool:
-    if ours is None or theirs is None:
-        return not ours and not theirs  # a zero bucket or total the other side lacks is the same nothing
-    return abs(float(ours) - float(theirs)) <= RATING_TOLERANCE
-
-
-def _label(what: str, key: tuple) -> str:
+def _label(what: str, key) -> str:
     if what in ("reads", "votes", "rating_sum"):
         return what
     if what == "reads_hourly":
-        return f"reads in hour {(EPOCH + timedelta(hours=key[1])).isoformat(sep=' ', timespec='minutes')}"
+        return f"reads in hour {(EPOCH + timedelta(hours=key)).isoformat(sep=' ', timespec='minutes')}"
     if what.endswith("_daily"):
         label = {"reads_daily": "reads", "votes_daily": "votes", "rating_sum_daily": "rating sum"}[what]
-        return f"{label} on {(EPOCH + timedelta(days=key[1])).date().isoformat()}"
-    return f"{'vote time' if what == 'vote_at' else 'vote'} of {key[1]}"
+        return f"{label} on {(EPOCH + timedelta(days=key)).date().isoformat()}"
+    return f"{'vote time' if what == 'vote_at' else 'vote'} of {key}"
 
 
-def _stored(conn, since: date | None) -> dict[str, dict]:
-    """The database's side, keyed like the archive's: {what: {key tuple: value}}."""
-    out: dict[str, dict] = {}
-    if since is None:
-        rows = conn.execute(select(article_stats.c.article_id, article_stats.c.reads, article_stats.c.votes,
-                                   article_stats.c.rating_sum)).all()
-        out["reads"] = {(a,): r for a, r, _, _ in rows if r}
-        out["votes"] = {(a,): v for a, _, v, _ in rows if v}
-        out["rating_sum"] = {(a,): s for a, _, _, s in rows if s}
-    query = select(reads_daily.c.article_id, reads_daily.c.day, reads_daily.c.reads)
-    if since is not None:
-        query = query.where(reads_daily.c.day >= since)
-    out["reads_daily"] = {(a, _day_number(d)): n for a, d, n in conn.execute(query) if n}
-    query = select(reads_hourly.c.article_id, reads_hourly.c.hour, reads_hourly.c.reads)
-    if since is not None:
-        query = query.where(reads_hourly.c.hour >= datetime(since.year, since.month, since.day))
-    out["reads_hourly"] = {(a, _hour_number(h)): n for a, h, n in conn.execute(query) if n}
-    query = select(votes_daily.c.article_id, votes_daily.c.day, votes_daily.c.votes, votes_daily.c.rating_sum)
-    if since is not None:
-        query = query.where(votes_daily.c.day >= since)
-    daily = conn.execute(query).all()
-    out["votes_daily"] = {(a, _day_number(d)): n for a, d, n, _ in daily if n}
-    out["rating_sum_daily"] = {(a, _day_number(d)): s for a, d, _, s in daily if s}
-    query = select(votes.c.article_id, votes.c.voter_id, votes.c.rating, votes.c.voted_at)
-    if since is not None:
-        query = query.where(votes.c.voted_at >= datetime(since.year, since.month, since.day))
-    cast = conn.execute(query).all()
-    out["vote"] = {(a, v): r for a, v, r, _ in cast}
-    out["vote_at"] = {(a, v): _ms(at) for a, v, _, at in cast}
-    return out
+@dataclass(frozen=True)
+class Measure:
+    """One compared value: the database's side and the archive's as (article_id, key, value) queries in
+    DuckDB (key NULL for per-article totals). Differences beyond RATING_TOLERANCE are drift; a value
+    one side lacks counts as zero (an empty bucket or total is the same nothing)."""
+
+    name: str
+    stored: str
+    recomputed: str
+    totals_only: bool = False  # compared only over the whole archive (not with --since)
+
+    def differences(self) -> str:
+        return f"""
+            SELECT coalesce(d.article_id, a.article_id), coalesce(d.key, a.key), d.value, a.value
+            FROM ({self.stored}) AS d(article_id, key, value)
+            FULL OUTER JOIN ({self.recomputed}) AS a(article_id, key, value)
+              ON d.article_id = a.article_id AND d.key IS NOT DISTINCT FROM a.key
+            WHERE CASE WHEN d.value IS NULL OR a.value IS NULL
+                       THEN coalesce(d.value, 0) <> 0 OR coalesce(a.value, 0) <> 0
+                       ELSE abs(d.value - a.value) > {RATING_TOLERANCE} END"""
 
 
-def _ms(at) -> int:
-    if isinstance(at, str):
-        at = datetime.fromisoformat(at)
-    return datetime_to_ms(at)
+_HOUR = f"epoch_ms(CAST(hour AS TIMESTAMP)) // {MS_PER_HOUR}"
+_DAY = "CAST(day AS DATE) - DATE '1970-01-01'"
+MEASURES = [
+    Measure("reads", "SELECT article_id, NULL, reads FROM db_article_stats",
+            f"SELECT a, NULL, n FROM ({READS_BY_ARTICLE}) AS t(a, n)", totals_only=True),
+    Measure("votes", "SELECT article_id, NULL, votes FROM db_article_stats",
+            f"SELECT a, NULL, n FROM ({VOTES_BY_ARTICLE}) AS t(a, n, s)", totals_only=True),
+    Measure("rating_sum", "SELECT article_id, NULL, rating_sum FROM db_article_stats",
+            f"SELECT a, NULL, s FROM ({VOTES_BY_ARTICLE}) AS t(a, n, s)", totals_only=True),
+    Measure("reads_daily", f"SELECT article_id, {_DAY}, reads FROM db_reads_daily", READS_BY_DAY),
+    Measure("reads_hourly", f"SELECT article_id, {_HOUR}, reads FROM db_reads_hourly", READS_BY_HOUR),
+    Measure("votes_daily", f"SELECT article_id, {_DAY}, votes FROM db_votes_daily",
+            f"SELECT a, d, n FROM ({VOTES_BY_DAY}) AS t(a, d, n, s)"),
+    Measure("rating_sum_daily", f"SELECT article_id, {_DAY}, rating_sum FROM db_votes_daily",
+            f"SELECT a, d, s FROM ({VOTES_BY_DAY}) AS t(a, d, n, s)"),
+    Measure("vote", "SELECT article_id, voter_id, rating FROM db_votes",
+            "SELECT article_id, voter, rating FROM current_votes"),
+    Measure("vote_at", "SELECT article_id, voter_id, epoch_ms(CAST(voted_at AS TIMESTAMP)) FROM db_votes",
+            "SELECT article_id, voter, at_ms FROM current_votes"),
+]
+
+def _recompute(duck, archive: Archive, names: list[str], since: date | None, rules) -> int:
+    events = load_events(duck, archive, names, since=since, rules=rules)
+    keep_tallies(duck)
+    return events
 
 
-def _day_number(day) -> int:
-    if isinstance(day, str):  # SQLite hands dates back as text through some paths
-        day = date.fromisoformat(day)
-    return (day - EPOCH.date()).days
+# What the audit reads of each counter table, and its time column (for --since).
+STORED = {
+    article_stats: (("article_id", "reads", "votes", "rating_sum"), None),
+    reads_daily: (("article_id", "day", "reads"), "day"),
+    reads_hourly: (("article_id", "hour", "reads"), "hour"),
+    votes_daily: (("article_id", "day", "votes", "rating_sum"), "day"),
+    votes: (("article_id", "voter_id", "rating", "voted_at"), "voted_at"),
+}
 
 
-def _hour_number(hour) -> int:
-    if isinstance(hour, str):
-        hour = datetime.fromisoformat(hour)
-    return datetime_to_ms(hour) // MS_PER_HOUR
+def _read_out(conn: Connection, folder: Path, since: date | None) -> dict[str, tuple[Path, dict]]:
+    """The database's counters (from `since` on, if given) as CSV files in `folder`, read in `conn`'s
+    snapshot: {table name: (file, DuckDB column types)}. PostgreSQL writes them with COPY; SQLite builds the
+    lines itself, an article's rows joined into one string, so Python handles one value per article, not
+    one per row and column. Times stay text, cast in DuckDB."""
+    files = {}
+    raw = conn.connection.driver_connection
+    for table, (names, time_column) in STORED.items():
+        if since is not None and time_column is None:
+            continue  # totals are compared over the whole archive only
+        columns = {name: _duck_type(table.c[name]) for name in names}
+        path = folder / f"{table.name}.csv"
+        starting = None if since is None or time_column is None else _since_value(conn, table.c[time_column], since)
+        mark = "%s" if conn.dialect.name == "postgresql" else "?"
+        where = "" if starting is None else f" WHERE {time_column} >= {mark}"
+        params = () if starting is None else (starting,)
+        with path.open("wb") as out:
+            if conn.dialect.name == "postgresql":
+                with raw.cursor() as cursor, cursor.copy(
+                        f"COPY (SELECT {', '.join(names)} FROM {table.name}{where}) TO STDOUT (FORMAT csv)",
+                        params) as copy:
+                    for block in copy:
+                        out.write(block)
+            else:
+                line = " || ',' || ".join(_sqlite_csv(table.c[name]) for name in names)
+                cursor = raw.cursor()
+                cursor.execute(f"SELECT group_concat({line}, char(10)) FROM {table.name}{where} GROUP BY article_id",
+                               params)
+                while chunks := cursor.fetchmany(1000):
+                    out.write("".join(chunk + "\n" for chunk, in chunks).encode())
+                cursor.close()
+        files[table.name] = (path, columns)
+    return files
 
 
-def _recomputed(duck, since: date | None) -> dict[str, dict]:
-    """The archive's side: the same values, recomputed from the events."""
-    out: dict[str, dict] = {}
-    keep_current_votes(duck)
+def _duck_type(column) -> str:
+    if isinstance(column.type, (String, Date, DateTime)):
+        return "VARCHAR"
+    return "DOUBLE" if isinstance(column.type, Float) else "BIGINT"
 
-    def rows(sql: str) -> list[tuple]:
-        return duck.execute(sql).fetchall()
 
-    if since is None:
-        out["reads"] = {(a,): n for a, n in rows(READS_BY_ARTICLE)}
-        current = rows(VOTES_BY_ARTICLE)
-        out["votes"] = {(a,): n for a, n, _ in current}
-        out["rating_sum"] = {(a,): s for a, _, s in current if s}
-    out["reads_daily"] = {(a, d): n for a, d, n in rows(READS_BY_DAY)}
-    out["reads_hourly"] = {(a, h): n for a, h, n in rows(READS_BY_HOUR)}
-    daily = rows(VOTES_BY_DAY)
-    out["votes_daily"] = {(a, d): n for a, d, n, _ in daily}
-    out["rating_sum_daily"] = {(a, d): s for a, d, _, s in daily if s}
-    current = rows("SELECT * FROM current_votes")
-    out["vote"] = {(a, v): r for a, v, r, _ in current}
-    out["vote_at"] = {(a, v): at for a, v, _, at in current}
-    return out
+def _sqlite_csv(column) -> str:
+    """A column as one CSV field, in SQLite's SQL: text quoted (quotes doubled), numbers and times as they are."""
+    if isinstance(column.type, String):
+        return f"""'"' || replace({column.name}, '"', '""') || '"'"""
+    return f"coalesce({column.name}, '')"
+
+
+def _since_value(conn: Connection, column, since: date):
+    """`since` as the column's own values compare with it: SQLite stores dates and times as text."""
+    at = since if isinstance(column.type, Date) else datetime(since.year, since.month, since.day)
+    store = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    return at if store is None else store(at)

@@ -4,24 +4,32 @@ In place, the whole rebuild is one transaction that first stops drains from
 committing (SQLite: the write lock; PostgreSQL: an EXCLUSIVE lock on the offsets,
 which readers do not wait for), then reads which files are committed, recomputes
 from exactly those, and replaces the five counter tables: reports see the old
-counters or the new ones, never half of each, and no batch is counted in between.
+counters or the new ones, never half of each, and no batch is counted in between
+(on PostgreSQL the old counters are TRUNCATEd, so reports wait for the commit
+rather than read them meanwhile). The new rows go in in bulk: secondary indexes
+dropped and made again after, SQLite through the driver's executemany, PostgreSQL
+through COPY.
 Into another database (`--into`), it reads the archive's file list and the offsets
 in one snapshot of the live database and writes a complete installation there.
 """
 
 from __future__ import annotations
 
+import queue
+import tempfile
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from pathlib import Path
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select
+from sqlalchemy import Connection, Date, DateTime, Engine, delete, func, insert, select
 
-from readrate.events.clock import EPOCH, utc_now
+from readrate.events.clock import MS_PER_DAY, MS_PER_HOUR, utc_now
 from readrate.events.errors import ReadrateError
 
 from .archive import Archive, recorded_paths
-from .db import upgrade, writing
+from .db import SQLITE_CACHE_KIB, upgrade, writing
 from .recompute import (
     ARTICLE_STATS,
     READS_BY_DAY,
@@ -29,7 +37,7 @@ from .recompute import (
     VOTES_BY_DAY,
     Rules,
     duckdb_connection,
-    keep_current_votes,
+    keep_tallies,
     load_events,
     recorded_rules,
 )
@@ -49,8 +57,9 @@ from .schema import (
 )
 
 COUNTER_TABLES = (article_stats, reads_hourly, reads_daily, votes_daily, votes)
-ROWS_PER_INSERT = 5_000
-_MS = timedelta(milliseconds=1)
+ROWS_PER_INSERT = 50_000
+COPY_BLOCK_BYTES = 1 << 20
+SQLITE_REBUILD_CACHE_KIB = 262_144  # the rebuild's own page cache: five tables' b-trees filled at once
 
 
 class RebuildRefused(ReadrateError):
@@ -64,10 +73,6 @@ class Rebuilt:
     rows: dict | None = None
 
 
-def _at(ms: int | None) -> datetime | None:
-    return None if ms is None else EPOCH + ms * _MS
-
-
 def _check_baseline(conn: Connection) -> None:
     before = conn.scalar(select(func.count()).select_from(archive_baseline))
     if before:
@@ -76,35 +81,154 @@ def _check_baseline(conn: Connection) -> None:
             "archive cannot give their earlier counts back, so a rebuild would lose them")
 
 
-def _recomputed(duck) -> dict:
-    """Every counter table's rows, recomputed (`ev` loaded)."""
-    keep_current_votes(duck)
-
-    def rows(sql: str) -> Iterator[tuple]:
-        return duck.execute(sql).fetchall()
-
-    return {
-        article_stats: [{"article_id": a, "reads": r, "votes": v, "rating_sum": s, "first_event_at": _at(f),
-                         "last_read_at": _at(lr), "last_vote_at": _at(lv)}
-                        for a, r, v, s, f, lr, lv in rows(ARTICLE_STATS)],
-        reads_hourly: [{"article_id": a, "hour": EPOCH + timedelta(hours=h), "reads": n}
-                       for a, h, n in rows(READS_BY_HOUR)],
-        reads_daily: [{"article_id": a, "day": (EPOCH + timedelta(days=d)).date(), "reads": n}
-                      for a, d, n in rows(READS_BY_DAY)],
-        votes_daily: [{"article_id": a, "day": (EPOCH + timedelta(days=d)).date(), "votes": n, "rating_sum": s}
-                      for a, d, n, s in rows(VOTES_BY_DAY)],
-        votes: [{"article_id": a, "voter_id": v, "rating": r, "voted_at": _at(at)}
-                for a, v, r, at in rows("SELECT * FROM current_votes")],
-    }
+def _timestamp(ms: str) -> str:
+    return f"make_timestamp(({ms}) * 1000)"
 
 
-def _write(conn: Connection, tables: dict) -> dict:
+def _date(day_number: str) -> str:
+    return f"CAST({_timestamp(f'({day_number}) * {MS_PER_DAY}')} AS DATE)"
+
+
+# Each counter table as DuckDB recomputes it (`ev` loaded, `current_votes` kept): its columns in the table's
+# order, times as TIMESTAMP and days as DATE.
+RECOMPUTED = {
+    article_stats: f"""SELECT a, r, v, s, {_timestamp('f')}, {_timestamp('lr')}, {_timestamp('lv')}
+                       FROM ({ARTICLE_STATS}) AS t(a, r, v, s, f, lr, lv)""",
+    reads_hourly: f"SELECT a, {_timestamp(f'h * {MS_PER_HOUR}')}, n FROM ({READS_BY_HOUR}) AS t(a, h, n)",
+    reads_daily: f"SELECT a, {_date('d')}, n FROM ({READS_BY_DAY}) AS t(a, d, n)",
+    votes_daily: f"SELECT a, {_date('d')}, n, s FROM ({VOTES_BY_DAY}) AS t(a, d, n, s)",
+    votes: f"SELECT article_id, voter, rating, {_timestamp('at_ms')} FROM current_votes",
+}
+
+
+def _rows_sql(table, *, as_text: bool) -> str:
+    """The table's recomputed rows in primary-key order (b-trees filled in key order); with `as_text`,
+    times and days as text the way SQLAlchemy stores them in SQLite."""
+    names = [c.name for c in table.columns]
+    shown = names
+    if as_text:
+        shown = [f"strftime({n}, '%Y-%m-%d %H:%M:%S.%f')" if isinstance(c.type, DateTime)
+                 else f"CAST({n} AS VARCHAR)" if isinstance(c.type, Date) else n
+                 for n, c in zip(names, table.columns)]
+    keys = ", ".join(c.name for c in table.primary_key.columns)
+    return f"SELECT {', '.join(shown)} FROM ({RECOMPUTED[table]}) AS t({', '.join(names)}) ORDER BY {keys}"
+
+
+def _insert_sql(table, placeholder: str) -> str:
+    names = [c.name for c in table.columns]
+    return f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join([placeholder] * len(names))})"
+
+
+def _write_counters(conn: Connection, duck) -> dict[str, int]:
+    """Fill the five (empty) counter tables with the recomputation, in bulk: their secondary indexes dropped
+    and made again after (one sort each instead of millions of scattered inserts), all inside the caller's
+    transaction. SQLite: the driver's executemany over DuckDB's rows, times as text; PostgreSQL: COPY from
+    CSV files DuckDB writes."""
+    for table in COUNTER_TABLES:
+        for index in table.indexes:
+            index.drop(conn)
+    if conn.dialect.name == "postgresql":
+        counts = _copy_postgres(conn, duck)
+    else:
+        counts = _insert_sqlite(conn, duck)
+    for table in COUNTER_TABLES:
+        for index in table.indexes:
+            index.create(conn)
+    return counts
+
+
+def _insert_sqlite(conn: Connection, duck) -> dict[str, int]:
+    """DuckDB's rows into SQLite, the two overlapped: a thread runs the queries and fetches chunks while this
+    one inserts the previous chunk (both libraries let go of the GIL while they work)."""
+    cursor = conn.connection.driver_connection.cursor()
+    cursor.execute(f"PRAGMA cache_size=-{SQLITE_REBUILD_CACHE_KIB}")
+    counts = dict.fromkeys((table.name for table in COUNTER_TABLES), 0)
+    try:
+        for table, rows in _prefetched(_chunks(duck)):
+            cursor.executemany(_insert_sql(table, "?"), rows)
+            counts[table.name] += len(rows)
+    finally:
+        cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+        cursor.close()
+    return counts
+
+
+def _chunks(duck) -> Iterator[tuple]:
+    """(table, rows) for every counter table, ROWS_PER_INSERT rows at a time, SQLite's way."""
+    for table in COUNTER_TABLES:
+        result = duck.execute(_rows_sql(table, as_text=True))
+        while rows := result.fetchmany(ROWS_PER_INSERT):
+            yield table, rows
+
+
+def _prefetched(items: Iterator, depth: int = 4) -> Iterator:
+    """`items`, produced by a thread up to `depth` ahead of the consumer. An error in the producer is raised
+    here; a consumer that stops early stops the producer."""
+    ahead: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    done = object()
+
+    def offer(item) -> bool:
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not offer(item):
+                    return
+            offer(done)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            offer(exc)
+
+    producer = threading.Thread(target=produce, name="readrate-rebuild-rows", daemon=True)
+    producer.start()
+    try:
+        while (item := ahead.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        producer.join()
+
+
+def _copy_postgres(conn: Connection, duck) -> dict[str, int]:
     counts = {}
-    for table, rows in tables.items():
+    with tempfile.TemporaryDirectory(prefix="readrate-rebuild-") as folder:
+        for table in COUNTER_TABLES:
+            path = Path(folder) / f"{table.name}.csv"
+            duck.execute(f"COPY ({_rows_sql(table, as_text=False)}) TO '{path}' (FORMAT csv, HEADER false)")
+            names = ", ".join(c.name for c in table.columns)
+            with conn.connection.driver_connection.cursor() as cursor:
+                with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN (FORMAT csv)") as copy, \
+                        path.open("rb") as source:
+                    while block := source.read(COPY_BLOCK_BYTES):
+                        copy.write(block)
+                counts[table.name] = cursor.rowcount
+            path.unlink()
+    return counts
+
+
+def _insert_rows(conn: Connection, copied: dict) -> None:
+    """Write the rows read from the live database: the installation, titles, offsets, archive records."""
+    for table, rows in copied.items():
         for start in range(0, len(rows), ROWS_PER_INSERT):
             conn.execute(insert(table), rows[start:start + ROWS_PER_INSERT])
-        counts[table.name] = len(rows)
-    return counts
+
+
+def _empty(conn: Connection) -> None:
+    """Remove the old counters (PostgreSQL: TRUNCATE, which holds reports off until the commit)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"TRUNCATE {', '.join(table.name for table in COUNTER_TABLES)}")
+    else:
+        for table in COUNTER_TABLES:
+            conn.execute(delete(table))  # without a WHERE SQLite drops the pages whole
 
 
 def _offsets(conn: Connection) -> dict[int, str]:
@@ -118,11 +242,14 @@ def _record(conn: Connection, rules: Rules, actor: str, reason: str) -> None:
                                        "params": rules.params(), "effect": None, "applied_at": utc_now()}])
 
 
-def _recompute(archive: Archive, names: list[str], rules: list[Rules]) -> tuple[int, dict]:
+@contextmanager
+def _recomputing(archive: Archive, names: list[str], rules: list[Rules]) -> Iterator[tuple[int, object]]:
+    """(events, a DuckDB connection over them with the current votes kept) for the counter queries."""
     duck = duckdb_connection()
     try:
         events = load_events(duck, archive, names, rules=rules)
-        return events, _recomputed(duck)
+        keep_tallies(duck)
+        yield events, duck
     finally:
         duck.close()
 
@@ -142,10 +269,9 @@ def rebuild_in_place(engine: Engine, archive: Archive, rules: Rules = Rules(), *
             rules = Rules(rules.voters, rules.visitors, rules.articles, _offsets(conn))
             applied.append(rules)
             _record(conn, rules, actor, reason)
-        events, tables = _recompute(archive, names, applied)
-        for table in COUNTER_TABLES:
-            conn.execute(delete(table))
-        counts = _write(conn, tables)
+        with _recomputing(archive, names, applied) as (events, duck):
+            _empty(conn)
+            counts = _write_counters(conn, duck)
     return Rebuilt(events, len(names), counts)
 
 
@@ -170,14 +296,13 @@ def rebuild_into(source: Engine, target: Engine, archive: Archive, rules: Rules 
         if rules:
             rules = Rules(rules.voters, rules.visitors, rules.articles, _offsets(conn))
             applied.append(rules)
-    events, tables = _recompute(archive, names, applied)
-    with writing(target.connect()) as conn, conn.begin():
+    with _recomputing(archive, names, applied) as (events, duck), writing(target.connect()) as conn, conn.begin():
         conn.execute(delete(stream_offsets))
-        _write(conn, copied)
+        _insert_rows(conn, copied)
         if conn.dialect.name == "postgresql" and copied[operations]:  # ids were copied: move the sequence on
             conn.exec_driver_sql("SELECT setval(pg_get_serial_sequence('operations', 'id'), "
                                  "(SELECT max(id) FROM operations))")
         if rules:
             _record(conn, rules, actor, reason)
-        counts = _write(conn, tables)
+        counts = _write_counters(conn, duck)
     return Rebuilt(events, len(names), counts)

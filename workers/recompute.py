@@ -161,37 +161,41 @@ def _left_out(rules: Sequence[Rules]):
                      "id_ms": pa.array(columns[4], pa.int64()), "id_seq": pa.array(columns[5], pa.int64())})
 
 
-# Per (article, voter) the latest vote; on equal times the later arrival (stream order).
-CURRENT_VOTES = """
-    SELECT article_id, visitor AS voter, rating, at_ms FROM ev WHERE kind = 'vote'
-    QUALIFY row_number() OVER (PARTITION BY article_id, visitor ORDER BY at_ms DESC, id_ms DESC, id_seq DESC) = 1
+# Per (article, voter) the latest vote; on equal times the later arrival (stream order). One sortable key
+# per event (event time, then stream id): times before 2109 (42 bits of ms) and sequence numbers under
+# 2**43 fit a HUGEINT. arg_max over it is a hash aggregate, cheaper than a window over sorted partitions.
+_LATEST = "(at_ms::HUGEINT << 85) + (id_ms::HUGEINT << 43) + id_seq"
+CURRENT_VOTES = f"""
+    SELECT article_id, visitor AS voter, arg_max(rating, {_LATEST}) AS rating, max(at_ms) AS at_ms
+    FROM ev WHERE kind = 'vote' GROUP BY 1, 2
+"""
+READ_HOURS = f"""
+    SELECT article_id, at_ms // {MS_PER_HOUR} AS hour, count(*) AS reads, max(at_ms) AS last_ms
+    FROM ev WHERE kind = 'read' GROUP BY 1, 2
 """
 
-READS_BY_ARTICLE = "SELECT article_id, count(*) FROM ev WHERE kind = 'read' GROUP BY 1"
 
-
-def keep_current_votes(duck) -> None:
-    """Compute the current votes once, as the table `current_votes`, for the queries below that use them."""
+def keep_tallies(duck) -> None:
+    """Compute, once, the tables the queries below read (`ev` loaded): `current_votes` (article_id, voter,
+    rating, at_ms) and `read_hours` (article_id, hour number, reads, the hour's last read in ms)."""
     duck.execute(f"CREATE OR REPLACE TEMP TABLE current_votes AS {CURRENT_VOTES}")
+    duck.execute(f"CREATE OR REPLACE TEMP TABLE read_hours AS {READ_HOURS}")
 
 
+READS_BY_ARTICLE = "SELECT article_id, sum(reads) FROM read_hours GROUP BY 1"
+READS_BY_HOUR = "SELECT article_id, hour, reads FROM read_hours"
+READS_BY_DAY = "SELECT article_id, hour // 24, sum(reads) FROM read_hours GROUP BY 1, 2"
 VOTES_BY_ARTICLE = "SELECT article_id, count(*) AS votes, sum(rating) AS rating_sum FROM current_votes GROUP BY 1"
-READS_BY_DAY = f"SELECT article_id, at_ms // {MS_PER_DAY}, count(*) FROM ev WHERE kind = 'read' GROUP BY 1, 2"
-READS_BY_HOUR = f"SELECT article_id, at_ms // {MS_PER_HOUR}, count(*) FROM ev WHERE kind = 'read' GROUP BY 1, 2"
 VOTES_BY_DAY = f"SELECT article_id, at_ms // {MS_PER_DAY}, count(*), sum(rating) FROM current_votes GROUP BY 1, 2"
 # article_stats as the drain keeps it: first event of any kind, last read, last vote (any vote: the latest one
-# of each voter is always applied), reads, and the current votes' count and sum.
+# of each voter is always applied, so the latest current vote), reads, and the current votes' count and sum.
 # An article's row exists, and its first event is, over every event it had (a reset does not move it).
 ARTICLE_STATS = f"""
     WITH firsts AS (SELECT article_id, min(at_ms) AS first_ms FROM kept GROUP BY 1),
-    spans AS (
-        SELECT article_id,
-               max(CASE WHEN kind = 'read' THEN at_ms END) AS last_read_ms,
-               max(CASE WHEN kind = 'vote' THEN at_ms END) AS last_vote_ms,
-               count(*) FILTER (WHERE kind = 'read') AS reads
-        FROM ev GROUP BY 1),
-    voted AS ({VOTES_BY_ARTICLE})
-    SELECT f.article_id, coalesce(s.reads, 0), coalesce(v.votes, 0), coalesce(v.rating_sum, 0.0),
-           f.first_ms, s.last_read_ms, s.last_vote_ms
-    FROM firsts f LEFT JOIN spans s USING (article_id) LEFT JOIN voted v USING (article_id)
+    read AS (SELECT article_id, sum(reads) AS reads, max(last_ms) AS last_read_ms FROM read_hours GROUP BY 1),
+    voted AS (SELECT article_id, count(*) AS votes, sum(rating) AS rating_sum, max(at_ms) AS last_vote_ms
+              FROM current_votes GROUP BY 1)
+    SELECT f.article_id, coalesce(r.reads, 0), coalesce(v.votes, 0), coalesce(v.rating_sum, 0.0),
+           f.first_ms, r.last_read_ms, v.last_vote_ms
+    FROM firsts f LEFT JOIN read r USING (article_id) LEFT JOIN voted v USING (article_id)
 """
