@@ -107,6 +107,17 @@ def database_url(request, tmp_path):
 
 
 @pytest.fixture
+def pg_database_url(request):
+    """A new, empty database on the shared PostgreSQL server, dropped afterwards."""
+    admin = request.getfixturevalue("pg_admin")
+    name = create_pg_database(admin)
+    try:
+        yield pg_url(name)
+    finally:
+        drop_pg_database(admin, name)
+
+
+@pytest.fixture
 def sqlite_url(tmp_path):
     return f"sqlite:///{tmp_path / 'readrate.db'}"
 

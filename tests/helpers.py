@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from redis import Redis
 from sqlalchemy import Engine, select
 
 from readrate.events.emitter import Emitter
 from readrate.events.installation import read_record
+from readrate.events.model import Read, Vote
 from readrate.events.settings import Settings
 from readrate.workers.drain import Drainer
 from readrate.workers.schema import article_stats
@@ -322,3 +326,182 @@ class Pipeline:
                 drained += result.entries
         assert drained == len(self.events)
         self.events = []
+
+
+# -- helpers for the archive, rebuild and moderation tests ----------------------------------------
+
+NO_ARCHIVE = {"READRATE_ARCHIVE": ""}
+
+
+def archive_env(archive: Path | None) -> dict[str, str]:
+    """The environment for an archive at `archive` (None: READRATE_ARCHIVE set empty, no archive)."""
+    return NO_ARCHIVE if archive is None else {"READRATE_ARCHIVE": str(archive)}
+
+
+def cli(settings: Settings, *args: str, archive: Path | None = None, expect: int | None = 0
+        ) -> subprocess.CompletedProcess:
+    """`readrate ARGS` as a real process with the archive at `archive`: no traceback, and exit `expect`
+    (None: any exit code)."""
+    done = run_cli(settings, *args, timeout=120, **archive_env(archive))
+    assert "Traceback" not in done.stderr + done.stdout, done.stderr[-3000:]
+    if expect is not None:
+        assert done.returncode == expect, (args, done.returncode, done.stdout[-2000:], done.stderr[-3000:])
+    return done
+
+
+def drain(settings: Settings, archive: Path | None, *, batch_size: int | None = None) -> None:
+    """`readrate worker --burst`, with the archive at `archive` (None: without READRATE_ARCHIVE)."""
+    env = archive_env(archive)
+    if batch_size is not None:
+        env = {**env, "READRATE_BATCH_SIZE": str(batch_size)}
+    done = run_cli(settings, "worker", "--burst", timeout=120, **env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+
+
+def moderate(settings: Settings, *args: str, archive: Path | None = None) -> int:
+    """`readrate moderate ARGS --wait`: exit 0 once a worker has applied it; the new operation's id."""
+    done = cli(settings, "moderate", *args, "--wait", archive=archive)
+    applied = re.search(r"operation (\d+) applied:", done.stderr)
+    assert applied, (args, done.stderr[-3000:])
+    return int(applied.group(1))
+
+
+def rows(engine: Engine, table) -> list[tuple]:
+    """Every row of `table`, every column, sorted by the primary key."""
+    names = [c.name for c in table.columns]
+    key = [names.index(c.name) for c in table.primary_key.columns]
+    with engine.connect() as conn:
+        found = [tuple(r._mapping[n] for n in names) for r in conn.execute(select(table))]
+    return sorted(found, key=lambda t: tuple(t[i] for i in key))
+
+
+def full_state(engine: Engine) -> dict[str, list[tuple]]:
+    """Every counter table row by row, every column (votes_daily with no emptied buckets: a rebuild has none,
+    and the drain deletes the bucket a re-vote moved a day's last vote out of)."""
+    from readrate.workers.rebuild import COUNTER_TABLES
+
+    return {t.name: rows(engine, t) for t in COUNTER_TABLES}
+
+
+def assert_tables_equal(actual: dict[str, list], expected: dict[str, list]) -> None:
+    """Compare full_state() results table by table, naming a few rows only one side has."""
+    for table in expected:
+        got, want = actual[table], expected[table]
+        if got != want:
+            extra = [r for r in got if r not in want][:5]
+            missing = [r for r in want if r not in got][:5]
+            raise AssertionError(f"{table}: {len(got)} rows vs {len(want)} expected; "
+                                 f"unexpected {extra}; missing {missing}")
+
+
+def archived(engine: Engine, root: Path) -> list[tuple]:
+    """Every row of the archive's recorded files:
+    (shard, stream_id, kind, article_id, at_ms, visitor, rating)."""
+    import duckdb
+
+    from readrate.workers.schema import archive_files
+
+    with engine.connect() as conn:
+        paths = [str(root / p) for p in conn.scalars(select(archive_files.c.path))]
+    if not paths:
+        return []
+    with duckdb.connect() as duck:
+        return duck.execute(
+            'SELECT shard, stream_id, kind, article_id, epoch_ms("at"), visitor, rating '
+            "FROM read_parquet($paths)", {"paths": paths}).fetchall()
+
+
+def wire_row(shard: int, stream_id: str, fields: dict[bytes, bytes]) -> tuple:
+    """The archived() row one valid stream entry must have, from its wire fields."""
+    f = {k.decode(): v.decode() for k, v in fields.items()}
+    return (shard, stream_id, f["k"], f["a"], int(f["t"]), f.get("v") or None,
+            float(f["r"]) if f["k"] == "vote" else None)
+
+
+class ModerationModel:
+    """What the counters must hold, from events and moderation operations in the order the drain applies them.
+
+    The counting rules in plain Python, knowing nothing of the product's code: reads per (article, hour);
+    per (article, voter) the vote with the latest event time, on equal times the later one; a reset or
+    unvote removes what is counted; an undo puts back what its target removed, each removed vote unless
+    the voter's stored vote is as new or newer.
+    """
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()  # articles with an article_stats row (any event ever counted)
+        self.reads: Counter = Counter()  # (article, epoch hour) -> reads
+        self.votes: dict[tuple[str, str], tuple[int, float]] = {}  # (article, voter) -> (at_ms, rating)
+        self.removed: dict[int, tuple[Counter, dict]] = {}  # operation id -> (reads, votes) it removed
+        self.restored: dict[int, tuple[int, int]] = {}  # undo id -> (reads, votes) it put back
+        self.stood = 0  # removed votes an undo did not put back: the voter had voted as late or later since
+
+    def event(self, e: Read | Vote) -> None:
+        self.seen.add(e.article_id)
+        if isinstance(e, Read):
+            self.reads[(e.article_id, e.at_ms // MS_PER_HOUR)] += 1
+            return
+        key = (e.article_id, e.voter)
+        held = self.votes.get(key)
+        if held is None or e.at_ms >= held[0]:
+            self.votes[key] = (e.at_ms, float(e.rating))
+
+    def events(self, events) -> None:
+        for e in events:
+            self.event(e)
+
+    def _remove(self, op: int, reads: Counter, gone_votes: dict) -> None:
+        for key in reads:
+            del self.reads[key]
+        for key in gone_votes:
+            del self.votes[key]
+        self.removed[op] = (reads, gone_votes)
+
+    def reset(self, op: int, article: str, *, reads: bool = True, votes: bool = True) -> None:
+        gone_reads = Counter({k: n for k, n in self.reads.items() if k[0] == article}) if reads else Counter()
+        gone_votes = {k: v for k, v in self.votes.items() if k[0] == article} if votes else {}
+        self._remove(op, gone_reads, gone_votes)
+
+    def unvote(self, op: int, voter: str, article: str | None = None) -> None:
+        gone = {k: v for k, v in self.votes.items() if k[1] == voter and article in (None, k[0])}
+        self._remove(op, Counter(), gone)
+
+    def undo(self, op: int, target: int) -> None:
+        reads, gone_votes = self.removed.pop(target)
+        self.reads.update(reads)
+        back = 0
+        for key, (at_ms, rating) in gone_votes.items():
+            held = self.votes.get(key)
+            if held is None or held[0] < at_ms:  # a stored vote as new or newer stands
+                self.votes[key] = (at_ms, rating)
+                back += 1
+            else:
+                self.stood += 1
+        self.restored[op] = (sum(reads.values()), back)
+
+    def operation(self, op: dict) -> None:
+        """Apply a row of the `operations` table (id, action, article_id, voter_id, params as JSON)."""
+        params = json.loads(op["params"])
+        if op["action"] == "undo":
+            self.undo(op["id"], int(params["undoes"]))
+        elif op["action"] == "reset":
+            self.reset(op["id"], op["article_id"], reads=params.get("reads", True),
+                       votes=params.get("votes", True))
+        else:
+            self.unvote(op["id"], op["voter_id"], op["article_id"])
+
+    def removed_counts(self, op: int) -> tuple[int, int]:
+        reads, gone_votes = self.removed[op]
+        return sum(reads.values()), len(gone_votes)
+
+    def expected(self) -> dict[str, dict]:
+        """In the shape of snapshot(): every article ever counted has its row, at zero if all was removed."""
+        reads: Counter = Counter(dict.fromkeys(self.seen, 0))
+        hourly: dict = {}
+        daily: Counter = Counter()
+        for (article, hour), n in self.reads.items():
+            at = _EPOCH + _timedelta(hours=hour)
+            reads[article] += n
+            hourly[(article, at)] = n
+            daily[(article, at.date())] += n
+        return expected_state(reads, hourly, daily, self.votes)

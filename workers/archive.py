@@ -115,7 +115,7 @@ class Archive:
         Kinds are `read` (no rating) and `vote`; `kind` names them all instead (an operator action)."""
         if not counted:
             return []
-        pa, pq = _arrow()
+        pa, _ = _arrow()
         import pyarrow.compute as pc
 
         ids, articles, ats, people, ratings = zip(*counted)
@@ -147,12 +147,17 @@ class Archive:
             day = day_date(day_number)
             first_id, last_id = part.column(0)[0].as_py(), part.column(0)[-1].as_py()
             name = f"{day_folder(day)}/{shard:04d}-{first_id}-{uuid.uuid4().hex[:12]}{SUFFIX}"
-            size = self._write_file(pq, part, name)
+            size = self.write_table(part, name)
             files.append(ArchiveFile(name, day, shard, len(part), size, first_id, last_id))
         return files
 
-    def _write_file(self, pq, table, name: str) -> int:
-        """Write durably under a temporary name, then rename: a file is whole or absent."""
+    def write_table(self, table, name: str) -> int:
+        """Write the Arrow `table` as the Parquet file `name` (relative to the root); its size in bytes.
+
+        The file is written durably (fsync) under a temporary name, then renamed: it is whole or
+        absent. It is not part of the archive until a transaction records it in `archive_files`.
+        `table` should have the archive's schema(); an existing file of that name is replaced."""
+        _, pq = _arrow()
         path = self.root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + PARTIAL)
@@ -311,7 +316,7 @@ def compact_day(engine: Engine, archive: Archive, day: date) -> Compacted | None
     rows = sorted(rows, key=lambda r: (r["shard"], _id_order(r["first_id"]), r["path"]))
     table = pa.concat_tables([pq.read_table(archive.root / r["path"], schema=schema()) for r in rows])
     name = f"{day_folder(day)}/merged-{uuid.uuid4().hex[:12]}{SUFFIX}"
-    size = archive._write_file(pq, table, name)
+    size = archive.write_table(table, name)
     merged = ArchiveFile(name, day, MERGED_SHARD, len(table), size, "", "")
     paths = [r["path"] for r in rows]
     try:

@@ -15,7 +15,7 @@ import uuid
 import pytest
 from redis import Redis
 
-from conftest import REDIS_URL, create_pg_database, drop_pg_database, pg_url
+from conftest import REDIS_URL
 from readrate.events.settings import Settings
 from readrate.reports.localredis import RedisServer
 from readrate.workers.db import make_engine, upgrade
@@ -99,14 +99,3 @@ def delete_keys(redis: Redis, prefix: str) -> None:
     keys = list(redis.scan_iter(f"*{prefix}*", count=1000))
     for start in range(0, len(keys), 1000):
         redis.delete(*keys[start:start + 1000])
-
-
-@pytest.fixture
-def pg_database_url(request):
-    """A new, empty database on the shared PostgreSQL server, dropped afterwards."""
-    admin = request.getfixturevalue("pg_admin")
-    name = create_pg_database(admin)
-    try:
-        yield pg_url(name)
-    finally:
-        drop_pg_database(admin, name)

@@ -17,7 +17,6 @@ import time
 from collections import Counter
 from dataclasses import replace
 
-import duckdb
 from redis import Redis
 from sqlalchemy import select
 
@@ -27,6 +26,7 @@ from readrate.workers.archive import Archive
 from readrate.workers.schema import archive_files, rejected_events
 from helpers import (
     MS_PER_DAY,
+    archived,
     backlog,
     kill_hard,
     run_cli,
@@ -36,6 +36,7 @@ from helpers import (
     wait_for_state,
     wait_until,
     wire_fields,
+    wire_row,
 )
 
 KILLS = 4
@@ -90,23 +91,9 @@ class Traffic(threading.Thread):
             self.error = exc
 
 
-def wire_row(shard: int, stream_id: str, fields: dict[bytes, bytes]) -> tuple:
-    f = {k.decode(): v.decode() for k, v in fields.items()}
-    return (shard, stream_id, f["k"], f["a"], int(f["t"]), f.get("v") or None,
-            float(f["r"]) if f["k"] == "vote" else None)
-
-
 def recorded_paths(engine) -> list[str]:
     with engine.connect() as conn:
         return list(conn.scalars(select(archive_files.c.path)))
-
-
-def archived(engine, root) -> list[tuple]:
-    paths = [str(root / p) for p in recorded_paths(engine)]
-    with duckdb.connect() as duck:
-        return duck.execute(
-            'SELECT shard, stream_id, kind, article_id, epoch_ms("at"), visitor, rating '
-            "FROM read_parquet($p)", {"p": paths}).fetchall()
 
 
 def test_sigkilled_archiving_worker_leaves_every_counted_event_in_the_archive_exactly_once(

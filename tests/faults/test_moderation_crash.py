@@ -19,12 +19,9 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import threading
 import time
-from collections import Counter
 from dataclasses import replace
-from datetime import datetime, timedelta
 
 import pytest
 from redis import Redis
@@ -37,10 +34,12 @@ from readrate.workers.schema import article_stats, operations, rejected_events, 
 from helpers import (
     MS_PER_DAY,
     MS_PER_HOUR,
+    ModerationModel,
     assert_same_state,
     backlog,
     id_key,
     kill_hard,
+    moderate,
     run_cli,
     snapshot,
     start_logged_worker,
@@ -51,7 +50,6 @@ from helpers import (
 ARTICLES = [f"article-{n}" for n in range(30)]
 VOTERS = [f"voter-{n}" for n in range(12)]
 KILLS = 3
-EPOCH = datetime(1970, 1, 1)
 
 
 class Traffic(threading.Thread):
@@ -107,71 +105,6 @@ def wire(e: Read | Vote) -> dict[str, str]:
     return {"k": "vote", "a": e.article_id, "t": str(e.at_ms), "v": e.voter, "r": f"{e.rating:g}"}
 
 
-class Model:
-    """The counting rules in plain Python: reads per (article, hour); per (article, voter) the latest vote by
-    event time, on equal times the later one; reset/unvote remove what is counted; undo puts it back, each
-    vote unless the voter's stored vote is as new or newer."""
-
-    def __init__(self) -> None:
-        self.seen: set[str] = set()
-        self.reads: Counter = Counter()
-        self.votes: dict[tuple[str, str], tuple[int, float]] = {}
-        self.removed: dict[int, tuple[Counter, dict]] = {}
-        self.stood = 0  # removed votes an undo did not put back: the voter had voted as late or later since
-
-    def event(self, e: Read | Vote) -> None:
-        self.seen.add(e.article_id)
-        if isinstance(e, Read):
-            self.reads[(e.article_id, e.at_ms // MS_PER_HOUR)] += 1
-            return
-        held = self.votes.get((e.article_id, e.voter))
-        if held is None or e.at_ms >= held[0]:
-            self.votes[(e.article_id, e.voter)] = (e.at_ms, e.rating)
-
-    def operation(self, op: dict) -> None:
-        params = json.loads(op["params"])
-        if op["action"] == "undo":
-            reads, gone = self.removed.pop(int(params["undoes"]))
-            self.reads.update(reads)
-            for key, (at_ms, rating) in gone.items():
-                held = self.votes.get(key)
-                if held is None or held[0] < at_ms:
-                    self.votes[key] = (at_ms, rating)
-                else:
-                    self.stood += 1
-            return
-        article, voter = op["article_id"], op["voter_id"]
-        if op["action"] == "reset":
-            what = {"reads": params.get("reads", True), "votes": params.get("votes", True)}
-            reads = Counter({k: n for k, n in self.reads.items() if k[0] == article and what["reads"]})
-            gone = {k: v for k, v in self.votes.items() if k[0] == article and what["votes"]}
-        else:
-            reads, gone = Counter(), {k: v for k, v in self.votes.items()
-                                      if k[1] == voter and article in (None, k[0])}
-        for key in reads:
-            del self.reads[key]
-        for key in gone:
-            del self.votes[key]
-        self.removed[op["id"]] = (reads, gone)
-
-    def expected(self) -> dict[str, dict]:
-        stats = {a: [0, 0, 0.0] for a in self.seen}
-        hourly, daily, votes_daily, votes = {}, Counter(), {}, {}
-        for (article, hour), n in self.reads.items():
-            stats[article][0] += n
-            hourly[(article, EPOCH + timedelta(hours=hour))] = n
-            daily[(article, (EPOCH + timedelta(hours=hour)).date())] += n
-        for (article, voter), (at_ms, rating) in self.votes.items():
-            stats[article][1] += 1
-            stats[article][2] += rating
-            day = (EPOCH + timedelta(milliseconds=at_ms)).date()
-            n, s = votes_daily.get((article, day), (0, 0.0))
-            votes_daily[(article, day)] = (n + 1, s + rating)
-            votes[(article, voter)] = (rating, EPOCH + timedelta(milliseconds=at_ms))
-        return {"stats": {a: tuple(v) for a, v in stats.items()}, "hourly": hourly, "daily": dict(daily),
-                "votes_daily": votes_daily, "votes": votes}
-
-
 def in_applied_order(ops: list[dict], shards: int) -> list[dict]:
     """The operations in the order the worker applied them: by the offsets stored with each, which must
     grow from one operation to the next on every shard (one worker at a time applies batches)."""
@@ -185,7 +118,8 @@ def in_applied_order(ops: list[dict], shards: int) -> list[dict]:
     return ordered
 
 
-def expected_from_streams(stored: list[tuple[int, str, Read | Vote]], ops: list[dict], shards: int) -> Model:
+def expected_from_streams(stored: list[tuple[int, str, Read | Vote]], ops: list[dict],
+                          shards: int) -> ModerationModel:
     """Replay every shard's entries in stream order, each operation after what was counted when it applied."""
     per_shard: dict[int, list[tuple[tuple[int, int], Read | Vote]]] = {s: [] for s in range(shards)}
     for shard, stream_id, event in stored:
@@ -193,7 +127,7 @@ def expected_from_streams(stored: list[tuple[int, str, Read | Vote]], ops: list[
     for entries in per_shard.values():
         assert all(a[0] < b[0] for a, b in zip(entries, entries[1:]))  # one producer: ids grow
     ids = {shard: {key for key, _ in entries} for shard, entries in per_shard.items()}
-    model, done = Model(), dict.fromkeys(range(shards), 0)
+    model, done = ModerationModel(), dict.fromkeys(range(shards), 0)
 
     def count_up_to(shard: int, last: tuple[int, int] | None) -> None:
         entries = per_shard[shard]
@@ -211,12 +145,6 @@ def expected_from_streams(stored: list[tuple[int, str, Read | Vote]], ops: list[
     for shard in range(shards):
         count_up_to(shard, None)
     return model
-
-
-def moderate(settings, *args: str) -> int:
-    done = run_cli(settings, "moderate", *args, "--wait", timeout=120)
-    assert done.returncode == 0 and "Traceback" not in done.stderr, (args, done.stderr[-3000:])
-    return int(re.search(r"operation (\d+) applied", done.stderr).group(1))
 
 
 def test_moderation_under_traffic_with_three_sigkills_counts_everything_once_in_stream_order(

@@ -22,7 +22,7 @@ import pytest
 from redis import Redis
 from sqlalchemy import delete, select, update
 
-from readrate.events import Emitter, Read, Vote
+from readrate.events import Read, Vote
 from readrate.events.errors import ConfigError
 from readrate.reports import audit as audit_module
 from readrate.workers.archive import Archive
@@ -39,48 +39,24 @@ from readrate.workers.schema import (
 from helpers import (
     MS_PER_DAY,
     MS_PER_HOUR,
+    NO_ARCHIVE,
     READRATE,
+    archive_env,
+    archived,
     assert_same_state,
     backlog,
+    drain,
     env_for,
     run_cli,
     snapshot,
     stream_entries,
     tally,
+    wire_row,
 )
-
-NO_ARCHIVE = {"READRATE_ARCHIVE": ""}
-
-
-@pytest.fixture
-def day0() -> int:
-    """Midnight UTC three days ago, in epoch ms."""
-    return (time.time_ns() // 1_000_000 // MS_PER_DAY - 3) * MS_PER_DAY
-
-
-@pytest.fixture
-def emitter(settings, redis, engine):
-    return Emitter(redis, keys=settings.keys, scale=settings.rating_scale, strict=True, enqueue=False)
-
-
-@pytest.fixture
-def archive_dir(tmp_path) -> Path:
-    return tmp_path / "archive"
-
-
-def drain(settings, archive: Path | None, *, batch_size: int | None = None) -> None:
-    """`readrate worker --burst`, with the archive at `archive` (None: without READRATE_ARCHIVE)."""
-    env = NO_ARCHIVE if archive is None else {"READRATE_ARCHIVE": str(archive)}
-    if batch_size is not None:
-        env = {**env, "READRATE_BATCH_SIZE": str(batch_size)}
-    done = run_cli(settings, "worker", "--burst", timeout=120, **env)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "Traceback" not in done.stderr, done.stderr[-3000:]
 
 
 def audit(settings, *args: str, archive: Path | None = None):
-    env = NO_ARCHIVE if archive is None else {"READRATE_ARCHIVE": str(archive)}
-    return run_cli(settings, "audit", *args, timeout=120, **env)
+    return run_cli(settings, "audit", *args, timeout=120, **archive_env(archive))
 
 
 def audit_json(settings, *args: str, archive: Path | None = None) -> tuple[int, dict]:
@@ -93,24 +69,6 @@ def audit_json(settings, *args: str, archive: Path | None = None) -> tuple[int, 
 def recorded(engine) -> list:
     with engine.connect() as conn:
         return conn.execute(select(archive_files)).all()
-
-
-def archived(engine, root: Path) -> list[tuple]:
-    """Every row of the recorded files: (shard, stream_id, kind, article_id, at_ms, visitor, rating)."""
-    paths = [str(root / row.path) for row in recorded(engine)]
-    if not paths:
-        return []
-    with duckdb.connect() as duck:
-        return duck.execute(
-            'SELECT shard, stream_id, kind, article_id, epoch_ms("at"), visitor, rating '
-            "FROM read_parquet($paths)", {"paths": paths}).fetchall()
-
-
-def wire_row(shard: int, stream_id: str, fields: dict[bytes, bytes]) -> tuple:
-    """What the archive must hold for one valid stream entry, from its wire fields."""
-    f = {k.decode(): v.decode() for k, v in fields.items()}
-    return (shard, stream_id, f["k"], f["a"], int(f["t"]), f.get("v") or None,
-            float(f["r"]) if f["k"] == "vote" else None)
 
 
 def valid_entries(entries: dict, bad: set[tuple[int, str]]) -> list[tuple[int, str, dict]]:

@@ -2,8 +2,8 @@
 
 Reads and votes go into the streams through `events.Emitter`; the moderation commands run as
 real `readrate` processes (with --wait) while a real worker drains with READRATE_ARCHIVE set.
-What the counters must be after every step is worked out here by `Model`, a few lines of plain
-Python that know the rules and nothing of the product's code: reads per article and hour;
+What the counters must be after every step is worked out by `helpers.ModerationModel`, a few lines
+of plain Python that know the rules and nothing of the product's code: reads per article and hour;
 per (article, voter) the vote with the latest event time (on equal times the later arrival);
 a reset or unvote removes what was counted before it; an undo puts back what its target
 removed, each removed vote unless the voter's stored vote is as new or newer.
@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import time
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -27,146 +25,31 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from conftest import create_pg_database, drop_pg_database, pg_url
 from helpers import (
     MS_PER_DAY,
     MS_PER_HOUR,
+    ModerationModel,
     assert_same_state,
-    run_cli,
+    assert_tables_equal,
+    cli,
+    full_state,
+    moderate,
     snapshot,
     start_logged_worker,
     stop,
     wait_for_state,
 )
-from readrate.events import Emitter, Read, Vote
+from readrate.events import Read, Vote
 from readrate.reports.audit import audit as audit_counters
 from readrate.workers.archive import Archive
 from readrate.workers.db import make_engine
-from readrate.workers.schema import (
-    article_stats,
-    operations,
-    reads_daily,
-    reads_hourly,
-    rejected_events,
-    votes,
-    votes_daily,
-)
+from readrate.workers.schema import operations, rejected_events
 
-EPOCH = datetime(1970, 1, 1)
-COUNTER_TABLES = (article_stats, reads_hourly, reads_daily, votes_daily, votes)
-NO_ARCHIVE = {"READRATE_ARCHIVE": ""}
-
-
-# -- the rules, independently ----------------------------------------------------------------------------
-
-
-class Model:
-    """What the counters must hold, from the events and operations in the order the drain applies them."""
-
-    def __init__(self) -> None:
-        self.seen: set[str] = set()  # articles with an article_stats row (any event ever counted)
-        self.reads: Counter = Counter()  # (article, epoch hour) -> reads
-        self.votes: dict[tuple[str, str], tuple[int, float]] = {}  # (article, voter) -> (at_ms, rating)
-        self.removed: dict[int, tuple[Counter, dict]] = {}  # operation id -> (reads, votes) it removed
-        self.restored: dict[int, tuple[int, int]] = {}  # undo id -> (reads, votes) it put back
-
-    def event(self, e) -> None:
-        self.seen.add(e.article_id)
-        if isinstance(e, Read):
-            self.reads[(e.article_id, e.at_ms // MS_PER_HOUR)] += 1
-            return
-        key = (e.article_id, e.voter)
-        held = self.votes.get(key)
-        if held is None or e.at_ms >= held[0]:
-            self.votes[key] = (e.at_ms, float(e.rating))
-
-    def events(self, events) -> None:
-        for e in events:
-            self.event(e)
-
-    def _remove(self, op: int, reads: Counter, gone_votes: dict) -> None:
-        for key in reads:
-            del self.reads[key]
-        for key in gone_votes:
-            del self.votes[key]
-        self.removed[op] = (reads, gone_votes)
-
-    def reset(self, op: int, article: str, *, reads: bool = True, votes: bool = True) -> None:
-        gone_reads = Counter({k: n for k, n in self.reads.items() if k[0] == article}) if reads else Counter()
-        gone_votes = {k: v for k, v in self.votes.items() if k[0] == article} if votes else {}
-        self._remove(op, gone_reads, gone_votes)
-
-    def unvote(self, op: int, voter: str, article: str | None = None) -> None:
-        gone = {k: v for k, v in self.votes.items() if k[1] == voter and article in (None, k[0])}
-        self._remove(op, Counter(), gone)
-
-    def undo(self, op: int, target: int) -> None:
-        reads, gone_votes = self.removed.pop(target)
-        self.reads.update(reads)
-        back = 0
-        for key, (at_ms, rating) in gone_votes.items():
-            held = self.votes.get(key)
-            if held is None or held[0] < at_ms:  # a stored vote as new or newer stands
-                self.votes[key] = (at_ms, rating)
-                back += 1
-        self.restored[op] = (sum(reads.values()), back)
-
-    def removed_counts(self, op: int) -> tuple[int, int]:
-        reads, gone_votes = self.removed[op]
-        return sum(reads.values()), len(gone_votes)
-
-    def expected(self) -> dict[str, dict]:
-        """In the shape of helpers.snapshot()."""
-        stats = {a: [0, 0, 0.0] for a in self.seen}
-        hourly, daily = {}, Counter()
-        for (article, hour), n in self.reads.items():
-            stats[article][0] += n
-            hourly[(article, EPOCH + timedelta(hours=hour))] = n
-            daily[(article, (EPOCH + timedelta(hours=hour)).date())] += n
-        votes_daily: dict = {}
-        vote_rows = {}
-        for (article, voter), (at_ms, rating) in self.votes.items():
-            stats[article][1] += 1
-            stats[article][2] += rating
-            day = (EPOCH + timedelta(milliseconds=at_ms)).date()
-            n, s = votes_daily.get((article, day), (0, 0.0))
-            votes_daily[(article, day)] = (n + 1, s + rating)
-            vote_rows[(article, voter)] = (rating, EPOCH + timedelta(milliseconds=at_ms))
-        return {"stats": {a: tuple(v) for a, v in stats.items()}, "hourly": hourly, "daily": dict(daily),
-                "votes_daily": votes_daily, "votes": vote_rows}
+# The running worker drains on the jobs the emitter enqueues, as with pages (tests/integration/conftest.py).
+EMITTER_ENQUEUES = True
 
 
 # -- fixtures and helpers ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def day0() -> int:
-    """Midnight UTC three days ago, in epoch ms."""
-    return (time.time_ns() // 1_000_000 // MS_PER_DAY - 3) * MS_PER_DAY
-
-
-@pytest.fixture
-def archive_dir(tmp_path) -> Path:
-    return tmp_path / "archive"
-
-
-@pytest.fixture
-def emitter(settings, redis, engine):
-    return Emitter(redis, keys=settings.keys, scale=settings.rating_scale, strict=True)
-
-
-@pytest.fixture
-def empty_target(request, settings, tmp_path):
-    """An empty database of the test's kind for `rebuild --into` (a fresh PostgreSQL one, dropped after)."""
-    if settings.database_url.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path / 'rebuilt.db'}"
-        return
-    admin = request.getfixturevalue("pg_admin")
-    name = create_pg_database(admin)
-    try:
-        yield pg_url(name)
-    finally:
-        drop_pg_database(admin, name)
 
 
 @pytest.fixture
@@ -181,34 +64,18 @@ def worker(settings, engine, archive_dir, tmp_path):
     assert code == 0, text[-3000:]
 
 
-def cli(settings, *args: str, archive: Path | None = None, expect: int | None = 0):
-    env = NO_ARCHIVE if archive is None else {"READRATE_ARCHIVE": str(archive)}
-    done = run_cli(settings, *args, timeout=120, **env)
-    assert "Traceback" not in done.stderr + done.stdout, done.stderr[-3000:]
-    if expect is not None:
-        assert done.returncode == expect, (args, done.returncode, done.stdout[-2000:], done.stderr[-3000:])
-    return done
-
-
 def together(*calls: Callable[[], object]) -> list:
     """Run independent `readrate` processes (about 2 s each, mostly start-up) at once; their results."""
     with ThreadPoolExecutor(len(calls)) as pool:
         return [f.result() for f in [pool.submit(call) for call in calls]]
 
 
-def moderate(settings, *args: str, archive: Path | None = None) -> int:
-    """`readrate moderate ARGS --wait`: exit 0 once applied; the new operation's id."""
-    done = cli(settings, "moderate", *args, "--wait", archive=archive)
-    assert "applied:" in done.stderr, done.stderr
-    return int(done.stderr.split("operation ", 1)[1].split(" ", 1)[0])
-
-
-def emit(emitter, model: Model, events) -> None:
+def emit(emitter, model: ModerationModel, events) -> None:
     assert emitter.emit_many(events) == len(events)
     model.events(events)
 
 
-def check(engine, archive_dir: Path, model: Model) -> None:
+def check(engine, archive_dir: Path, model: ModerationModel) -> None:
     """The counters equal the model (once drained), and the audit finds nothing the archive cannot explain."""
     wait_for_state(engine, model.expected(), timeout=60)
     drift = audit_counters(engine, Archive(archive_dir)).drifted
@@ -220,27 +87,12 @@ def log_json(settings, *args: str) -> dict[int, dict]:
     return {row["id"]: row for row in json.loads(done.stdout)}
 
 
-def rows(engine, table) -> list[tuple]:
-    """Every row of `table`, every column, sorted by the primary key."""
-    names = [c.name for c in table.columns]
-    key = [names.index(c.name) for c in table.primary_key.columns]
-    with engine.connect() as conn:
-        found = [tuple(r._mapping[n] for n in names) for r in conn.execute(select(table))]
-    return sorted(found, key=lambda t: tuple(t[i] for i in key))
-
-
 def assert_rebuild_equals_live(settings, engine, archive_dir: Path, target_url: str) -> None:
     done = cli(settings, "rebuild", "--into", target_url, archive=archive_dir)
     assert "rebuilt into" in done.stderr
     target = make_engine(target_url)
     try:
-        for table in COUNTER_TABLES:
-            got, want = rows(target, table), rows(engine, table)
-            if got != want:
-                extra = [r for r in got if r not in want][:5]
-                missing = [r for r in want if r not in got][:5]
-                raise AssertionError(f"{table.name}: rebuilt {len(got)} rows, live {len(want)}; "
-                                     f"only rebuilt {extra}; only live {missing}")
+        assert_tables_equal(full_state(target), full_state(engine))
     finally:
         target.dispose()
 
@@ -269,7 +121,7 @@ def wave(articles, voters, at0: int, n: int = 60, *, visitors: int = 9) -> list:
 def test_resets_remove_what_was_counted_events_after_count_and_undo_restores_it(
         settings, engine, redis, emitter, archive_dir, day0, worker, empty_target):
     a, b, c, d = "art-a", "art-b", "art-c", "art-d"  # d: never touched
-    model = Model()
+    model = ModerationModel()
     emit(emitter, model, wave([a, b, c, d], ["v0", "v1", "v2"], day0, n=120))
     t0, t1, t2 = day0 + 2 * MS_PER_DAY + 5 * MS_PER_HOUR, day0 + MS_PER_DAY + 9 * MS_PER_HOUR, day0 + 7
     emit(emitter, model, [Vote(b, t0, "b0", 4.0), Vote(b, t1, "b1", 2.0), Vote(b, t2, "b2", 5.0)])
@@ -364,7 +216,7 @@ def test_unvotes_remove_the_voters_votes_later_votes_count_and_undo_brings_back_
         settings, engine, redis, emitter, archive_dir, day0, worker, empty_target):
     articles = [f"art-{n}" for n in range(8)]  # over every shard
     assert len({settings.keys.shard_of(a) for a in articles}) == settings.shards
-    model = Model()
+    model = ModerationModel()
     emit(emitter, model, wave(articles, ["v0", "v1", "v2", "v3"], day0, n=96))
     spam = [Vote(a, day0 + MS_PER_DAY + n * MS_PER_HOUR, "spam", 5.0) for n, a in enumerate(articles)]
     spam.append(Vote(articles[0], day0 + 2 * MS_PER_DAY, "spam", 4.0))  # a later re-vote: replaces
@@ -434,7 +286,7 @@ def test_unvotes_remove_the_voters_votes_later_votes_count_and_undo_brings_back_
 
 def test_log_states_and_refused_undos_exit_1_and_usage_errors_exit_2_without_a_traceback(
         settings, engine, redis, emitter, archive_dir, day0):
-    model = Model()
+    model = ModerationModel()
     emit(emitter, model, wave(["p", "q"], ["v0", "v1"], day0, n=40))
     cli(settings, "worker", "--burst", archive=archive_dir)
     assert_same_state(snapshot(engine), model.expected())
@@ -521,7 +373,7 @@ def test_log_states_and_refused_undos_exit_1_and_usage_errors_exit_2_without_a_t
 @pytest.mark.parametrize("action", ["reset", "unvote"])
 def test_an_earlier_action_under_a_later_one_on_the_same_counters_is_undone_after_it_and_the_audit_stays_clean(
         settings, engine, redis, emitter, archive_dir, day0, worker, action):
-    model = Model()
+    model = ModerationModel()
     emit(emitter, model, [Read("art", day0 + n * MS_PER_HOUR, "v") for n in range(6)]
          + [Vote("art", day0 + 1, "w", 4.0)])
     if action == "reset":

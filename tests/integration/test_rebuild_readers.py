@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,99 +16,33 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from conftest import create_pg_database, drop_pg_database, pg_url
-from helpers import MS_PER_DAY, MS_PER_HOUR, assert_same_state, run_cli, snapshot, tally_events
-from readrate.events import Emitter, Read, Vote
+from helpers import (
+    MS_PER_DAY,
+    MS_PER_HOUR,
+    assert_same_state,
+    assert_tables_equal,
+    cli,
+    drain,
+    full_state,
+    rows,
+    run_cli,
+    snapshot,
+    tally_events,
+)
+from readrate.events import Read, Vote
 from readrate.events.settings import Settings
 from readrate.reports.cli import main
 from readrate.reports.readers import readers
 from readrate.reports.windows import Window
 from readrate.workers.db import make_engine
-from readrate.workers.rebuild import COUNTER_TABLES
 from readrate.workers.schema import installation, operations, stream_offsets, votes
-
-NO_ARCHIVE = {"READRATE_ARCHIVE": ""}
-
-
-@pytest.fixture
-def day0() -> int:
-    """Midnight UTC three days ago, in epoch ms."""
-    return (time.time_ns() // 1_000_000 // MS_PER_DAY - 3) * MS_PER_DAY
-
-
-@pytest.fixture
-def emitter(settings, redis, engine):
-    return Emitter(redis, keys=settings.keys, scale=settings.rating_scale, strict=True, enqueue=False)
-
-
-@pytest.fixture
-def archive_dir(tmp_path) -> Path:
-    return tmp_path / "archive"
-
-
-@pytest.fixture
-def empty_target(request, settings, tmp_path):
-    """The URL of an empty database of the test's kind, for --into (a fresh PostgreSQL one is dropped after)."""
-    if settings.database_url.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path / 'rebuilt.db'}"
-        return
-    admin = request.getfixturevalue("pg_admin")
-    name = create_pg_database(admin)
-    try:
-        yield pg_url(name)
-    finally:
-        drop_pg_database(admin, name)
 
 
 # -- helpers -------------------------------------------------------------------------------------------------
 
 
-def archive_env(archive: Path | None) -> dict[str, str]:
-    return NO_ARCHIVE if archive is None else {"READRATE_ARCHIVE": str(archive)}
-
-
-def drain(settings, archive: Path | None) -> None:
-    """`readrate worker --burst`, with the archive at `archive` (None: without READRATE_ARCHIVE)."""
-    done = run_cli(settings, "worker", "--burst", timeout=120, **archive_env(archive))
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "Traceback" not in done.stderr, done.stderr[-3000:]
-
-
 def emit(emitter, events) -> None:
     assert emitter.emit_many(events) == len(events)
-
-
-def cli(settings, *args: str, archive: Path | None = None, expect: int | None = 0):
-    done = run_cli(settings, *args, timeout=120, **archive_env(archive))
-    assert "Traceback" not in done.stderr, done.stderr[-3000:]
-    if expect is not None:
-        assert done.returncode == expect, (done.returncode, done.stdout[-2000:], done.stderr[-3000:])
-    return done
-
-
-def rows(engine, table) -> list[tuple]:
-    """Every row of `table`, every column, sorted by the primary key."""
-    key = [c.name for c in table.primary_key.columns]
-    with engine.connect() as conn:
-        found = [dict(r._mapping) for r in conn.execute(select(table))]
-    names = [c.name for c in table.columns]
-    return sorted((tuple(r[n] for n in names) for r in found), key=lambda t: tuple(t[names.index(k)] for k in key))
-
-
-def full_state(engine) -> dict[str, list[tuple]]:
-    """Every counter table row by row, every column (votes_daily with no emptied buckets: a rebuild has none,
-    and the drain deletes the bucket a re-vote moved a day's last vote out of)."""
-    return {t.name: rows(engine, t) for t in COUNTER_TABLES}
-
-
-def assert_tables_equal(actual: dict[str, list], expected: dict[str, list]) -> None:
-    for table in expected:
-        got, want = actual[table], expected[table]
-        if got != want:
-            extra = [r for r in got if r not in want][:5]
-            missing = [r for r in want if r not in got][:5]
-            raise AssertionError(f"{table}: {len(got)} rows vs {len(want)} expected; "
-                                 f"unexpected {extra}; missing {missing}")
 
 
 def without_zero_articles(state: dict[str, dict]) -> dict[str, dict]:
