@@ -107,8 +107,11 @@ def _top_readers(counts: Counts, query: TopQuery, readers: Mapping[str, int]) ->
     """Top by distinct readers; ties by reads, then article id."""
     voted = counts.votes(query.window) if query.min_votes else None
     eligible = {a: n for a, n in readers.items() if voted is None or voted.get(a, (0,))[0] >= query.min_votes}
-    reads = counts.reads(query.window, list(eligible) if len(eligible) <= ID_CHUNK else None)
-    scored = [Scored(Tally(a, reads.get(a, 0)), float(n)) for a, n in eligible.items() if n > 0]
+    # Reads only break ties: look them up for the articles that can still make the list.
+    tied = [s.article_id for s in contenders([Scored(Tally(a), float(n)) for a, n in eligible.items() if n > 0],
+                                             "readers", query.limit)]
+    reads = counts.reads(query.window, tied if len(tied) <= ID_CHUNK else None)
+    scored = [Scored(Tally(a, reads.get(a, 0)), float(eligible[a])) for a in tied]
     chosen = best(scored, "readers", query.limit)
     voted = voted if voted is not None else counts.votes(query.window, [s.article_id for s in chosen])
     return [s.counted(votes=voted) for s in chosen]

@@ -19,7 +19,7 @@ from datetime import timedelta
 from sqlalchemy import Engine
 
 from readrate.events.clock import datetime_to_ms
-from readrate.workers.archive import recorded_paths, started
+from readrate.workers.archive import recorded_events, recorded_paths, started
 from readrate.workers.recompute import duckdb_connection, load_events, recorded_rules
 
 from .audit import archive_root
@@ -64,9 +64,11 @@ def readers(engine: Engine, window: Window, *, archive_dir: str | None = None,
     since_ms, until_ms = _window_ms(window)
     hours = window.for_reads()
     with engine.connect() as conn:  # the files of the days the window touches
-        names = recorded_paths(conn, since=None if hours.since is None else hours.since.date(),
-                               until=None if hours.until is None
-                               else (hours.until - timedelta(microseconds=1)).date() + timedelta(days=1))
+        days = {"since": None if hours.since is None else hours.since.date(),
+                "until": None if hours.until is None
+                else (hours.until - timedelta(microseconds=1)).date() + timedelta(days=1)}
+        names = recorded_paths(conn, **days)
+        at_most = recorded_events(conn, **days)  # events of any kind in those files: a bound on the reads
         rules = recorded_rules(conn)
     duck = duckdb_connection()
     try:
@@ -80,11 +82,17 @@ def readers(engine: Engine, window: Window, *, archive_dir: str | None = None,
             duck.from_arrow(_ids(articles)).create_view("wanted")
             where.append("article_id IN (SELECT article_id FROM wanted)")
         duck.execute(f"CREATE TEMP VIEW window_reads AS SELECT article_id, visitor FROM ev WHERE {' AND '.join(where)}")
-        (reads, anonymous), = duck.execute(
-            "SELECT count(*), count(*) FILTER (WHERE visitor IS NULL) FROM window_reads").fetchall()
-        result = Readers(reads=reads, anonymous_reads=anonymous, exact=reads <= exact_limit)
-        query = EXACT if result.exact else HYPERLOGLOG
-        result.by_article = {a: int(n) for a, n in duck.execute(query).fetchall() if n}
+        if at_most <= exact_limit:  # exact for certain: one pass gives the readers and the reads
+            per_article = duck.execute(EXACT).fetchall()
+            result = Readers(reads=sum(n for _, n, _, _ in per_article),
+                             anonymous_reads=sum(n - known for _, n, known, _ in per_article))
+            result.by_article = {a: int(readers) for a, _, _, readers in per_article if readers}
+        else:
+            (reads, anonymous), = duck.execute(
+                "SELECT count(*), count(*) FILTER (WHERE visitor IS NULL) FROM window_reads").fetchall()
+            result = Readers(reads=reads, anonymous_reads=anonymous, exact=reads <= exact_limit)
+            query = EXACT if result.exact else HYPERLOGLOG
+            result.by_article = {row[0]: int(row[-1]) for row in duck.execute(query).fetchall() if row[-1]}
     finally:
         duck.close()
     return result
@@ -96,7 +104,8 @@ def _ids(articles: list[str]):
     return pa.table({"article_id": pa.array(sorted(set(articles)), pa.string())})
 
 
-EXACT = """SELECT article_id, count(DISTINCT visitor) FROM window_reads WHERE visitor IS NOT NULL GROUP BY 1"""
+# Per article: reads, reads with a visitor, distinct visitors.
+EXACT = """SELECT article_id, count(*), count(visitor), count(DISTINCT visitor) FROM window_reads GROUP BY 1"""
 
 # HyperLogLog per article: register = the hash's low bits, rank = 1 + leading zeros of the rest.
 # Linear counting (m·ln(m/V), V empty registers) while the raw estimate is under 2.5·m.

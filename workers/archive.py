@@ -211,11 +211,20 @@ class Archive:
 def recorded_paths(conn: Connection, *, since: date | None = None, until: date | None = None) -> list[str]:
     """The files committed batches name (the archive), oldest day first; optionally only some days."""
     query = select(archive_files.c.path).order_by(archive_files.c.day, archive_files.c.path)
+    return list(conn.scalars(_of_days(query, since, until)))
+
+
+def recorded_events(conn: Connection, *, since: date | None = None, until: date | None = None) -> int:
+    """How many events the committed files of those days hold (the files recorded_paths lists)."""
+    return int(conn.scalar(_of_days(select(func.coalesce(func.sum(archive_files.c.events), 0)), since, until)))
+
+
+def _of_days(query, since: date | None, until: date | None):
     if since is not None:
         query = query.where(archive_files.c.day >= since)
     if until is not None:
         query = query.where(archive_files.c.day < until)
-    return list(conn.scalars(query))
+    return query
 
 
 def started(conn: Connection) -> tuple[object, str] | None:

@@ -12,10 +12,6 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
@@ -186,7 +182,12 @@ def check_database(engine: Engine) -> None:
         raise DatabaseUnavailable(f"database {redact(str(engine.url))} is unreachable: {exc.orig}") from exc
 
 
-def _alembic_config(connection: Connection) -> Config:
+# Alembic is imported where migrations are run or read: commands that only read counters start without it.
+
+
+def _alembic_config(connection: Connection | None = None):
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
@@ -195,12 +196,14 @@ def _alembic_config(connection: Connection) -> Config:
 
 def head_revision() -> str:
     """The newest migration this code ships."""
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    return ScriptDirectory.from_config(config).get_current_head()
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
@@ -215,6 +218,8 @@ def upgrade(engine: Engine, revision: str = "head") -> str:
         else:
             conn = writing(conn)
         try:
+            from alembic import command
+
             command.upgrade(_alembic_config(conn), revision)
             conn.commit()
         finally:

@@ -139,3 +139,20 @@ def test_looking_up_reads_only_for_contenders_gives_the_same_rating_list_as_for_
     narrowed = [x for x in full if x.article_id in chosen]
     assert ids(best(narrowed, "rating", limit)) == ids(best(full, "rating", limit))
     assert contenders(without_reads, "rating", None) == without_reads
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 4), st.integers(0, 3)), max_size=40), st.integers(1, 12))
+def test_looking_up_reads_only_for_contenders_gives_the_same_readers_list_as_for_all(rows, limit):
+    # `report top --by readers` ranks by readers, then reads, then id, and looks reads up for contenders only.
+    full = [Scored(Tally(f"a{i:02d}", reads), float(readers)) for i, (readers, reads) in enumerate(rows)]
+    without_reads = [Scored(Tally(x.article_id), x.score) for x in full]
+    chosen = set(ids(contenders(without_reads, "readers", limit)))
+    narrowed = [x for x in full if x.article_id in chosen]
+    assert ids(best(narrowed, "readers", limit)) == ids(best(full, "readers", limit))
+
+
+def test_only_articles_tied_with_the_last_place_on_readers_are_contenders():
+    listed = [Scored(Tally(a), float(n)) for a, n in (("a", 9), ("b", 7), ("c", 7), ("d", 7), ("e", 2))]
+    assert ids(contenders(listed, "readers", 2)) == ["a", "b", "c", "d"]
+    assert ids(contenders(listed, "readers", 1)) == ["a"]
