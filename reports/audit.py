@@ -35,6 +35,7 @@ from readrate.workers.recompute import (
     keep_tallies,
     load_events,
     recorded_rules,
+    sql_string,
 )
 from readrate.workers.schema import (
     archive_baseline,
@@ -116,8 +117,8 @@ def audit(engine: Engine, archive: Archive, *, since: date | None = None) -> Aud
             events = recomputed.result()
             for name, (path, columns) in files.items():
                 if path.stat().st_size:
-                    duck.execute(f"CREATE TEMP TABLE db_{name} AS SELECT * FROM read_csv('{path}', header = false, "
-                                 f"quote = '\"', escape = '\"', columns = {columns!r})")
+                    duck.execute(f"CREATE TEMP TABLE db_{name} AS SELECT * FROM read_csv({sql_string(str(path))}, "
+                                 f"header = false, quote = '\"', escape = '\"', columns = {columns!r})")
                 else:  # no rows (DuckDB cannot read an empty CSV file)
                     duck.execute(f"CREATE TEMP TABLE db_{name} "
                                  f"({', '.join(f'{c} {t}' for c, t in columns.items())})")

@@ -40,6 +40,7 @@ from .recompute import (
     keep_tallies,
     load_events,
     recorded_rules,
+    sql_string,
 )
 from .schema import (
     archive_baseline,
@@ -199,11 +200,13 @@ def _prefetched(items: Iterator, depth: int = 4) -> Iterator:
 
 
 def _copy_postgres(conn: Connection, duck) -> dict[str, int]:
+    """Each table's rows written to a CSV file by DuckDB, then streamed to PostgreSQL's COPY."""
     counts = {}
     with tempfile.TemporaryDirectory(prefix="readrate-rebuild-") as folder:
         for table in COUNTER_TABLES:
             path = Path(folder) / f"{table.name}.csv"
-            duck.execute(f"COPY ({_rows_sql(table, as_text=False)}) TO '{path}' (FORMAT csv, HEADER false)")
+            duck.execute(f"COPY ({_rows_sql(table, as_text=False)}) TO {sql_string(str(path))} "
+                         "(FORMAT csv, HEADER false)")
             names = ", ".join(c.name for c in table.columns)
             with conn.connection.driver_connection.cursor() as cursor:
                 with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN (FORMAT csv)") as copy, \
@@ -244,7 +247,7 @@ def _record(conn: Connection, rules: Rules, actor: str, reason: str) -> None:
 
 @contextmanager
 def _recomputing(archive: Archive, names: list[str], rules: list[Rules]) -> Iterator[tuple[int, object]]:
-    """(events, a DuckDB connection over them with the current votes kept) for the counter queries."""
+    """(events, a DuckDB connection over them with the tallies kept) for the counter queries."""
     duck = duckdb_connection()
     try:
         events = load_events(duck, archive, names, rules=rules)

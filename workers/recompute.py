@@ -96,6 +96,11 @@ def duckdb_connection():
     return conn
 
 
+def sql_string(text: str) -> str:
+    """`text` as a DuckDB string literal (a file path in COPY or read_csv, which take no parameters)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def day_ms(day: date) -> int:
     return (day - EPOCH.date()).days * MS_PER_DAY
 
