@@ -26,6 +26,8 @@ after 30 days ago, so that a `--since 30d` window holds every event), stream ids
 event times. The files are recorded in `archive_files` of a fresh SQLite database made as
 `readrate db upgrade` makes one (installation record in Redis and the database), with
 its `archive_state` row and the offsets at the last ids written; its counters are empty.
+Then the real `readrate archive compact` runs, as a daily cron job would: one file per
+day, each with its readers index (its time is in the raw data too).
 
 - Rebuild: `rebuild_in_place` timed in this process, from reading the recorded files to
   the five counter tables written and committed (they were empty: no old counters to
@@ -214,6 +216,7 @@ def large_archive_rows(env: Env, count: int, per_call: int, quick: bool, raw: di
         engine = workload.prepared_engine(settings)
         generated = write_archive(folder, count, per_call, settings.shards)
         record(engine, folder, generated)
+        detail["compact"] = compact(env, settings, folder)
         detail["setup"] = {
             "seconds": round(time.perf_counter() - started, 1), "files": len(generated.files),
             "bytes": sum(f.bytes for f in generated.files), "reads": generated.reads,
@@ -294,6 +297,17 @@ def write_archive(folder: Path, count: int, per_call: int, shards: int) -> Gener
     return out
 
 
+def compact(env: Env, settings: Settings, folder: Path) -> dict:
+    """`readrate archive compact`, as a daily cron job runs it: one file per day, each with its readers index."""
+    argv = [*readrate_command(), "archive", "compact"]
+    started = time.perf_counter()
+    done = subprocess.run(argv, env=env_for(settings, READRATE_ARCHIVE=str(folder)), cwd=env.workdir,
+                          capture_output=True, text=True, timeout=REPORT_TIMEOUT_S)
+    if done.returncode != 0:
+        raise RuntimeError(f"`readrate archive compact` exited {done.returncode}: {done.stderr.strip()[-300:]}")
+    return {"seconds": round(time.perf_counter() - started, 1), "said": done.stderr.strip()[-300:]}
+
+
 def record(engine: Engine, folder: Path, generated: Generated) -> None:
     """Record the files as committed batches would have: archive_files, archive_state and the offsets."""
     now = utc_now()
@@ -320,7 +334,7 @@ def rebuild_row(engine: Engine, folder: Path, generated: Generated, detail: dict
                          "rows": rebuilt.rows, "reads": reads, "ev_s": round(rate(rebuilt.events, seconds))}
     row = Row(f"{TITLE} · rebuild events per second", rate(generated.events, seconds), None, "ev/s",
               checks=(at_least(500_000),),
-              note=f"{generated.events:,} events in {len(generated.files):,} files: {seconds:.1f} s, "
+              note=f"{generated.events:,} events in {rebuilt.files:,} files: {seconds:.1f} s, "
                    f"{rows:,} counter rows written")
     problems = []
     if rebuilt.events != generated.events:

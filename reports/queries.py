@@ -36,6 +36,7 @@ from .ranking import (
     candidates,
     contenders,
     mean_rating,
+    readers_contenders,
     top_counts,
     top_rows,
 )
@@ -108,8 +109,7 @@ def _top_readers(counts: Counts, query: TopQuery, readers: Mapping[str, int]) ->
     voted = counts.votes(query.window) if query.min_votes else None
     eligible = {a: n for a, n in readers.items() if voted is None or voted.get(a, (0,))[0] >= query.min_votes}
     # Reads only break ties: look them up for the articles that can still make the list.
-    tied = [s.article_id for s in contenders([Scored(Tally(a), float(n)) for a, n in eligible.items() if n > 0],
-                                             "readers", query.limit)]
+    tied = readers_contenders(eligible, query.limit)
     reads = counts.reads(query.window, tied if len(tied) <= ID_CHUNK else None)
     scored = [Scored(Tally(a, reads.get(a, 0)), float(eligible[a])) for a in tied]
     chosen = best(scored, "readers", query.limit)

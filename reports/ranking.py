@@ -163,16 +163,23 @@ def top_counts(counts: Mapping[str, int], limit: int | None) -> list[tuple[str, 
 
 def contenders(scored: list[Scored], by: str, limit: int | None) -> list[Scored]:
     """The articles that can still make the first `limit` once reads are known: a rating list is ordered by
-    score and votes before reads, a readers list by readers before reads, so only those up to the `limit`-th
-    on (score, votes) or readers, and those tied with it, need their reads looked up."""
-    if by not in ("rating", "readers") or limit is None or len(scored) <= limit:
+    score and votes before reads, so only those up to the `limit`-th on (score, votes), and those tied
+    with it, need their reads looked up."""
+    if by != "rating" or limit is None or len(scored) <= limit:
         return scored
-    if by == "rating":
-        coarse = lambda s: (-_number(s.score), -s.tally.votes)  # noqa: E731
-    else:
-        coarse = lambda s: (-_number(s.score),)  # noqa: E731
+    coarse = lambda s: (-_number(s.score), -s.tally.votes)  # noqa: E731
     boundary = coarse(heapq.nsmallest(limit, scored, key=coarse)[-1])
     return [s for s in scored if coarse(s) <= boundary]
+
+
+def readers_contenders(readers: Mapping[str, int], limit: int | None) -> list[str]:
+    """The same for a readers list (readers before reads), on plain numbers: those with readers up to the
+    `limit`-th and those tied with it (50,000 articles as objects would cost a fifth of a second)."""
+    read = {a: n for a, n in readers.items() if n > 0}
+    if limit is None or len(read) <= limit:
+        return list(read)
+    least = heapq.nlargest(limit, read.values())[-1]
+    return [a for a, n in read.items() if n >= least]
 
 
 def rank_by_reads(reads: Mapping[str, int], article_id: str) -> int | None:

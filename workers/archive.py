@@ -15,9 +15,11 @@ the counters as they stood (`archive_baseline`): `readrate audit` reports those 
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -27,12 +29,16 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from readrate.events.clock import MS_PER_DAY, day_date, utc_now
 from readrate.events.errors import ConfigError, ReadrateError
 
+from .db import writing
 from .schema import archive_baseline, archive_files, archive_state, article_stats
 
 # An unrecorded file older than this is an orphan: no batch transaction takes anywhere near this long.
 ORPHAN_AGE_S = 3600.0
 SUFFIX = ".parquet"
 PARTIAL = ".partial"
+SIDECARS = "_readers"  # the readers index (readers_index.py), derived from the files, beside them
+SIDECAR = ".pairs"
+NUMBERING_LOCK = 0x72656164  # PostgreSQL advisory lock key of the readers index's dictionaries ("read")
 COLUMNS = ("stream_id", "shard", "kind", "article_id", "at", "visitor", "rating")
 Counted = tuple[bytes, str, int, "bytes | str | None", "float | None"]
 
@@ -88,6 +94,11 @@ class ArchiveFile:
 
 def day_folder(day: date) -> str:
     return f"day={day.isoformat()}"
+
+
+def sidecar(name: str) -> str:
+    """Where the readers index keeps the archive file `name`'s reads as numbers (both relative to the root)."""
+    return f"{SIDECARS}/{name.removesuffix(SUFFIX)}{SIDECAR}"
 
 
 class Archive:
@@ -170,21 +181,27 @@ class Archive:
         return size
 
     def remove(self, files: Iterable[ArchiveFile | str]) -> None:
-        """Delete files (a batch whose transaction did not commit, or files compaction replaced)."""
+        """Delete files (a batch whose transaction did not commit, or files compaction replaced), with
+        their readers-index sidecars."""
         for item in files:
             name = item.path if isinstance(item, ArchiveFile) else item
-            try:
-                (self.root / name).unlink()
-            except FileNotFoundError:
-                pass
+            for path in (self.root / name, self.root / sidecar(name)):
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    pass
 
     def on_disk(self) -> list[tuple[str, float]]:
-        """(relative path, modification time) of every archive or partial file under the root."""
+        """(relative path, modification time) of every archive or partial file under the root (the readers
+        index's too); a sidecar is listed under its archive file's name (the two are orphans together)."""
         found = []
-        for path in self.root.glob("day=*/*"):
-            if path.name.endswith((SUFFIX, PARTIAL)):
+        for path in [*self.root.glob("day=*/*"), *(self.root / SIDECARS).glob("*/*")]:
+            if path.name.endswith((SUFFIX, PARTIAL, SIDECAR)):
+                name = path.relative_to(self.root).as_posix()
+                if name.endswith(SIDECAR):
+                    name = name.removeprefix(f"{SIDECARS}/").removesuffix(SIDECAR) + SUFFIX
                 try:
-                    found.append((path.relative_to(self.root).as_posix(), path.stat().st_mtime))
+                    found.append((name, path.stat().st_mtime))
                 except FileNotFoundError:  # removed meanwhile (compaction, another clean)
                     pass
         return found
@@ -377,7 +394,19 @@ def prune(engine: Engine, archive: Archive, before: date) -> tuple[int, int]:
                 conn.execute(insert(archive_baseline), baseline)
         conn.execute(update(archive_state).where(archive_state.c.started_at < begins).values(started_at=begins))
     archive.remove(paths)
+    with numbering(engine):  # the readers index goes too: its dictionaries name visitors of pruned days
+        shutil.rmtree(archive.root / SIDECARS, ignore_errors=True)
     return len(rows), sum(n for _, n in rows)
+
+
+@contextmanager
+def numbering(engine: Engine) -> Iterator[None]:
+    """The lock of the readers index's dictionaries, held in a transaction of its own (SQLite: the write
+    lock, briefly; PostgreSQL: an advisory lock), so no two processes hand out the same number."""
+    with writing(engine.connect()) as conn, conn.begin():
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({NUMBERING_LOCK})")
+        yield
 
 
 def _articles_in(archive: Archive, names: list[str]) -> set[str]:

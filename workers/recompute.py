@@ -96,6 +96,13 @@ def duckdb_connection():
     return conn
 
 
+def duckdb_io_error() -> type[Exception]:
+    """DuckDB's error for a file that cannot be read (to catch without importing DuckDB up front)."""
+    import duckdb
+
+    return duckdb.IOException
+
+
 def sql_string(text: str) -> str:
     """`text` as a DuckDB string literal (a file path in COPY or read_csv, which take no parameters)."""
     return "'" + text.replace("'", "''") + "'"

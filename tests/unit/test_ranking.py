@@ -17,6 +17,7 @@ from readrate.reports.ranking import (
     contenders,
     mean_rating,
     rank_by_reads,
+    readers_contenders,
     sort_key,
     top_counts,
     top_rows,
@@ -146,13 +147,13 @@ def test_looking_up_reads_only_for_contenders_gives_the_same_rating_list_as_for_
 def test_looking_up_reads_only_for_contenders_gives_the_same_readers_list_as_for_all(rows, limit):
     # `report top --by readers` ranks by readers, then reads, then id, and looks reads up for contenders only.
     full = [Scored(Tally(f"a{i:02d}", reads), float(readers)) for i, (readers, reads) in enumerate(rows)]
-    without_reads = [Scored(Tally(x.article_id), x.score) for x in full]
-    chosen = set(ids(contenders(without_reads, "readers", limit)))
+    chosen = set(readers_contenders({x.article_id: int(x.score) for x in full}, limit))
     narrowed = [x for x in full if x.article_id in chosen]
     assert ids(best(narrowed, "readers", limit)) == ids(best(full, "readers", limit))
 
 
 def test_only_articles_tied_with_the_last_place_on_readers_are_contenders():
-    listed = [Scored(Tally(a), float(n)) for a, n in (("a", 9), ("b", 7), ("c", 7), ("d", 7), ("e", 2))]
-    assert ids(contenders(listed, "readers", 2)) == ["a", "b", "c", "d"]
-    assert ids(contenders(listed, "readers", 1)) == ["a"]
+    listed = {"a": 9, "b": 7, "c": 7, "d": 7, "e": 2, "f": 0}
+    assert readers_contenders(listed, 2) == ["a", "b", "c", "d"]
+    assert readers_contenders(listed, 1) == ["a"]
+    assert readers_contenders(listed, None) == ["a", "b", "c", "d", "e"]

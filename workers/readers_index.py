@@ -1,0 +1,146 @@
+"""The readers index: each compacted archive file's reads as small integers, so distinct readers count fast.
+
+Counting distinct readers over a month means hashing millions of (article, visitor) string
+pairs; as integers the same count takes about a third of the time. `readrate archive
+compact` therefore writes, beside each file it leaves (`DIR/_readers/day=…/NAME.pairs`),
+that file's reads per (hour, article number, visitor number) with their count, and keeps
+two dictionaries that give every article and visitor one number for good
+(`DIR/_readers/articles/` and `visitors/`, append-only segments `FIRST-COUNT.dict`).
+
+Derived data only: the archive's Parquet files stay the record. Readers use a sidecar only
+for a recorded file (a sidecar of a file compaction replaced is never read, and is removed
+with it); everything else is read from the archive as before. Numbers are handed out under
+a database lock (SQLite's write lock, a PostgreSQL advisory lock), so two compactions never
+give one number to two values or two numbers to one value. Pruning drops the whole index
+(its dictionaries hold visitors of pruned days); the next compaction writes it again.
+The sidecars and dictionaries are Parquet files with their own suffixes, so a Parquet
+reader globbing `DIR/**/*.parquet` sees only the archive.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+from sqlalchemy import Engine, select
+
+from readrate.events.clock import MS_PER_HOUR
+
+from .archive import PARTIAL, SIDECARS, Archive, numbering, sidecar
+from .recompute import duckdb_connection, duckdb_io_error, sql_string
+from .schema import archive_files
+
+SEGMENT = ".dict"
+DICTIONARIES = {"articles": "article_id", "visitors": "visitor"}  # folder -> archive column it numbers
+
+
+class ReadersIndex:
+    """The readers index of one archive folder."""
+
+    def __init__(self, archive: Archive) -> None:
+        self.archive = archive
+        self.root = archive.root / SIDECARS
+
+    def indexed(self, names: Iterable[str]) -> list[str]:
+        """The archive files among `names` that have a sidecar."""
+        return [name for name in names if (self.archive.root / sidecar(name)).is_file()]
+
+    def pairs_paths(self, names: Iterable[str]) -> list[str]:
+        return [str(self.archive.root / sidecar(name)) for name in names]
+
+    def segments(self, folder: str) -> list[str]:
+        """The dictionary's segment files (absolute paths), lowest numbers first."""
+        return sorted(str(path) for path in (self.root / folder).glob(f"*{SEGMENT}"))
+
+    def write(self, engine: Engine, duck, names: list[str]) -> int:
+        """Write the sidecars of the recorded archive files `names`; how many were written.
+
+        The dictionaries are extended once for all of them, under the lock; the sidecars are
+        written after it (their numbers are settled). A file removed meanwhile (compacted or
+        pruned by another process) is skipped."""
+        present = [name for name in names if (self.archive.root / name).is_file()]
+        if not present:
+            return 0
+        duck.read_parquet(self.archive.paths(present)).create_view("indexing")
+        with numbering(engine):
+            for folder, column in DICTIONARIES.items():
+                self._extend(duck, folder, column)
+        written = 0
+        for name in present:
+            source = self.archive.root / name
+            if not source.is_file():
+                continue
+            target = self.archive.root / sidecar(name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f"{target.name}-{uuid.uuid4().hex[:8]}{PARTIAL}")
+            try:
+                duck.execute(f"""
+                COPY (SELECT CAST(epoch_ms(e."at") // {MS_PER_HOUR} AS INTEGER) AS hour, a.no AS article,
+                             v.no AS visitor, CAST(count(*) AS INTEGER) AS reads
+                      FROM read_parquet({sql_string(str(source))}) e
+                      JOIN dict_articles a ON a.value = e.article_id
+                      LEFT JOIN dict_visitors v ON v.value = e.visitor
+                      WHERE e.kind = 'read' GROUP BY ALL ORDER BY article, visitor, hour)
+                TO {sql_string(str(partial))} (FORMAT parquet, COMPRESSION zstd)""")
+            except duckdb_io_error():
+                if source.is_file():
+                    raise
+                continue  # compacted or pruned meanwhile: its sidecar would never be read
+            os.replace(partial, target)
+            written += 1
+        return written
+
+    def _extend(self, duck, folder: str, column: str) -> None:
+        """Number the values of `column` in the view `indexing` the dictionary lacks; leave the whole
+        dictionary as the view dict_<folder>. Call under the lock."""
+        segments = self.segments(folder)
+        known = f"read_parquet({_list(segments)})" if segments else "(SELECT NULL::VARCHAR AS value, 0 AS no LIMIT 0)"
+        duck.execute(f"CREATE OR REPLACE TEMP TABLE dict_{folder} AS SELECT value, no FROM {known}")
+        start = 1 + max((_last_number(path) for path in segments), default=0)
+        new = f"""SELECT value, CAST({start - 1} + row_number() OVER (ORDER BY value) AS INTEGER) AS no
+                  FROM (SELECT DISTINCT {column} AS value FROM indexing
+                        WHERE kind = 'read' AND {column} IS NOT NULL) fresh
+                  WHERE NOT EXISTS (SELECT 1 FROM dict_{folder} d WHERE d.value = fresh.value)"""
+        duck.execute(f"CREATE OR REPLACE TEMP TABLE new_{folder} AS {new}")
+        count = duck.execute(f"SELECT count(*) FROM new_{folder}").fetchone()[0]
+        if not count:
+            return
+        target = self.root / folder / f"{start:010d}-{count:010d}{SEGMENT}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + PARTIAL)
+        duck.execute(f"COPY new_{folder} TO {sql_string(str(partial))} (FORMAT parquet, COMPRESSION zstd)")
+        with open(partial, "rb+") as written:  # durable before the lock is let go: numbers are handed out once
+            os.fsync(written.fileno())
+        os.replace(partial, target)
+        duck.execute(f"INSERT INTO dict_{folder} SELECT * FROM new_{folder}")
+
+
+def index_archive(engine: Engine, archive: Archive) -> int:
+    """Write the sidecars every recorded file lacks (`readrate archive compact` does, after merging); how many."""
+    names = unindexed(engine, archive)
+    if not names:
+        return 0
+    duck = duckdb_connection()
+    try:
+        return ReadersIndex(archive).write(engine, duck, names)
+    finally:
+        duck.close()
+
+
+def unindexed(engine: Engine, archive: Archive) -> list[str]:
+    """Recorded archive files without a sidecar, oldest day first."""
+    with engine.connect() as conn:
+        names = list(conn.scalars(select(archive_files.c.path).order_by(archive_files.c.day, archive_files.c.path)))
+    have = set(ReadersIndex(archive).indexed(names))
+    return [name for name in names if name not in have]
+
+
+def _last_number(path: str) -> int:
+    first, _, count = Path(path).name.removesuffix(SEGMENT).partition("-")
+    return int(first) + int(count) - 1
+
+
+def _list(paths: list[str]) -> str:
+    return "[" + ", ".join(sql_string(p) for p in paths) + "]"
