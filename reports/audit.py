@@ -131,8 +131,9 @@ def audit(engine: Engine, archive: Archive, *, since: date | None = None) -> Aud
                     ours, theirs = (None if v is None else _iso(v) for v in (ours, theirs))
                 result.drift.append(Drift(article_id, _label(measure.name, key), ours, theirs,
                                           article_id in baseline))
-        sides = " UNION ".join(f"SELECT article_id FROM ({query}) AS t(article_id, key, value)"
-                               for m in measures for query in (m.stored, m.recomputed))
+        # The articles compared: every measure's rows come from these tables (so no query runs twice).
+        sides = " UNION ".join(f"SELECT article_id FROM {table}"
+                               for table in [*(f"db_{name}" for name in files), "read_hours", "current_votes"])
         result.articles = duck.execute(f"SELECT count(*) FROM ({sides})").fetchall()[0][0]
     finally:
         duck.close()
@@ -181,11 +182,11 @@ _HOUR = f"epoch_ms(CAST(hour AS TIMESTAMP)) // {MS_PER_HOUR}"
 _DAY = "CAST(day AS DATE) - DATE '1970-01-01'"
 MEASURES = [
     Measure("reads", "SELECT article_id, NULL, reads FROM db_article_stats",
-            f"SELECT a, NULL, n FROM ({READS_BY_ARTICLE}) AS t(a, n)", totals_only=True),
+            f"SELECT a, NULL, n FROM ({READS_BY_ARTICLE}) AS t(a, n, l)", totals_only=True),
     Measure("votes", "SELECT article_id, NULL, votes FROM db_article_stats",
-            f"SELECT a, NULL, n FROM ({VOTES_BY_ARTICLE}) AS t(a, n, s)", totals_only=True),
+            f"SELECT a, NULL, n FROM ({VOTES_BY_ARTICLE}) AS t(a, n, s, l)", totals_only=True),
     Measure("rating_sum", "SELECT article_id, NULL, rating_sum FROM db_article_stats",
-            f"SELECT a, NULL, s FROM ({VOTES_BY_ARTICLE}) AS t(a, n, s)", totals_only=True),
+            f"SELECT a, NULL, s FROM ({VOTES_BY_ARTICLE}) AS t(a, n, s, l)", totals_only=True),
     Measure("reads_daily", f"SELECT article_id, {_DAY}, reads FROM db_reads_daily", READS_BY_DAY),
     Measure("reads_hourly", f"SELECT article_id, {_HOUR}, reads FROM db_reads_hourly", READS_BY_HOUR),
     Measure("votes_daily", f"SELECT article_id, {_DAY}, votes FROM db_votes_daily",

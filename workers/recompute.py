@@ -194,19 +194,19 @@ def keep_tallies(duck) -> None:
     duck.execute(f"CREATE OR REPLACE TEMP TABLE read_hours AS {READ_HOURS}")
 
 
-READS_BY_ARTICLE = "SELECT article_id, sum(reads) FROM read_hours GROUP BY 1"
+READS_BY_ARTICLE = "SELECT article_id, sum(reads) AS reads, max(last_ms) AS last_read_ms FROM read_hours GROUP BY 1"
 READS_BY_HOUR = "SELECT article_id, hour, reads FROM read_hours"
 READS_BY_DAY = "SELECT article_id, hour // 24, sum(reads) FROM read_hours GROUP BY 1, 2"
-VOTES_BY_ARTICLE = "SELECT article_id, count(*) AS votes, sum(rating) AS rating_sum FROM current_votes GROUP BY 1"
+VOTES_BY_ARTICLE = ("SELECT article_id, count(*) AS votes, sum(rating) AS rating_sum, max(at_ms) AS last_vote_ms "
+                    "FROM current_votes GROUP BY 1")
 VOTES_BY_DAY = f"SELECT article_id, at_ms // {MS_PER_DAY}, count(*), sum(rating) FROM current_votes GROUP BY 1, 2"
 # article_stats as the drain keeps it: first event of any kind, last read, last vote (any vote: the latest one
 # of each voter is always applied, so the latest current vote), reads, and the current votes' count and sum.
 # An article's row exists, and its first event is, over every event it had (a reset does not move it).
 ARTICLE_STATS = f"""
     WITH firsts AS (SELECT article_id, min(at_ms) AS first_ms FROM kept GROUP BY 1),
-    read AS (SELECT article_id, sum(reads) AS reads, max(last_ms) AS last_read_ms FROM read_hours GROUP BY 1),
-    voted AS (SELECT article_id, count(*) AS votes, sum(rating) AS rating_sum, max(at_ms) AS last_vote_ms
-              FROM current_votes GROUP BY 1)
+    read AS ({READS_BY_ARTICLE}),
+    voted AS ({VOTES_BY_ARTICLE})
     SELECT f.article_id, coalesce(r.reads, 0), coalesce(v.votes, 0), coalesce(v.rating_sum, 0.0),
            f.first_ms, r.last_read_ms, v.last_vote_ms
     FROM firsts f LEFT JOIN read r USING (article_id) LEFT JOIN voted v USING (article_id)
