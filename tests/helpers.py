@@ -505,3 +505,63 @@ class ModerationModel:
             hourly[(article, at)] = n
             daily[(article, at.date())] += n
         return expected_state(reads, hourly, daily, self.votes)
+
+
+# -- helpers for the readers tests (rebuild, readers index) -------------------------------------------------
+
+
+def emit(emitter: Emitter, events) -> None:
+    assert emitter.emit_many(events) == len(events)
+
+
+def iso(at_ms: int) -> str:
+    """Epoch ms as a naive UTC ISO time to the minute (a --since/--until value)."""
+    return (_EPOCH + _timedelta(milliseconds=at_ms)).isoformat(timespec="minutes")
+
+
+def top_json(inproc, settings: Settings, *args: str, archive: Path | None = None) -> tuple[list[dict], str]:
+    """`readrate report top --format json --limit 0 ARGS` through the `inproc` fixture: (rows, stderr)."""
+    out, err = inproc(settings, "report", "top", "--format", "json", "--limit", "0", *args, archive=archive)
+    return json.loads(out), err
+
+
+def reader_events(day0: int) -> list[Read | Vote]:
+    """Reads over three days by known visitors (repeat visits), reads without a visitor, a few votes."""
+    import random
+
+    rng = random.Random(20240301)
+    articles = [f"art-{n}" for n in range(6)]
+    events: list[Read | Vote] = []
+    for _ in range(600):
+        article = rng.choice(articles)
+        pool = 5 + 15 * articles.index(article)
+        visitor = None if rng.random() < 0.15 else f"vis-{rng.randrange(pool)}"
+        events.append(Read(article, day0 + rng.randrange(72 * MS_PER_HOUR), visitor))
+    # Ties: tie-x and tie-y have 3 readers and 5 reads each (by article id), tie-z 3 readers and 6 reads.
+    for article, visits in (("tie-y", ["p", "q", "r", "p", "q"]), ("tie-x", ["p", "q", "r", "r", "r"]),
+                            ("tie-z", ["p", "q", "r", "p", "p", "p"])):
+        events += [Read(article, day0 + 20 * MS_PER_HOUR + k * 60_000, v) for k, v in enumerate(visits)]
+    events += [Read("anon-only", day0 + h * MS_PER_HOUR, None) for h in (2, 20, 30)]  # reads, no readers
+    events += [Vote("art-1", day0 + 7, "vote-a", 4.0), Vote("tie-x", day0 + 8, "vote-b", 2.0),
+               Vote("voted-unread", day0 + 20 * MS_PER_HOUR, "vote-c", 5.0)]
+    return events
+
+
+def expected_readers(events, since_ms: int | None = None, until_ms: int | None = None):
+    """(readers per article, reads per article, reads without a visitor) in [since, until)."""
+    from collections import defaultdict
+
+    seen: dict[str, set] = defaultdict(set)
+    reads: dict[str, int] = defaultdict(int)
+    anonymous = 0
+    for e in events:
+        if not isinstance(e, Read):
+            continue
+        if (since_ms is not None and e.at_ms < since_ms) or (until_ms is not None and e.at_ms >= until_ms):
+            continue
+        reads[e.article_id] += 1
+        if e.visitor is None:
+            anonymous += 1
+        else:
+            seen[e.article_id].add(e.visitor)
+    return {a: len(seen.get(a, ())) for a in reads}, dict(reads), anonymous

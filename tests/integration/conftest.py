@@ -1,5 +1,6 @@
 """Fixtures of the integration suite beside those of tests/conftest.py: a known day to place events at,
-an archive folder, an Emitter into the test's streams, and an empty database to rebuild into.
+an archive folder, an Emitter into the test's streams, an empty database to rebuild into, and `readrate`
+run in-process (`inproc`).
 
 Helpers that the fault suite needs too (drains, `readrate` commands, the moderation model) are
 in tests/helpers.py.
@@ -14,6 +15,7 @@ import pytest
 
 from helpers import MS_PER_DAY
 from readrate.events import Emitter
+from readrate.reports.cli import main
 
 
 @pytest.fixture
@@ -46,3 +48,19 @@ def empty_target(request, settings, tmp_path):
     if settings.database_url.startswith("sqlite"):
         return f"sqlite:///{tmp_path / 'rebuilt.db'}"
     return request.getfixturevalue("pg_database_url")
+
+
+@pytest.fixture
+def inproc(capsys, monkeypatch):
+    """`readrate ARGS` through its real entry point in this process (quicker than a process per report or
+    audit); (stdout, stderr). Drains and rebuilds run as real processes."""
+    def run(settings, *args: str, archive: Path | None = None, expect: int = 0) -> tuple[str, str]:
+        monkeypatch.setenv("READRATE_ARCHIVE", "" if archive is None else str(archive))
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exited:
+            main(["--database-url", settings.database_url, "--prefix", settings.prefix, *args])
+        out, err = capsys.readouterr()
+        assert "Traceback" not in err, err
+        assert (exited.value.code or 0) == expect, (exited.value.code, out[-2000:], err[-3000:])
+        return out, err
+    return run

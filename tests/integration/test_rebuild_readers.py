@@ -8,9 +8,6 @@ independently, with plain Python over the events the test emitted (helpers.tally
 from __future__ import annotations
 
 import json
-import random
-from collections import defaultdict
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -23,15 +20,19 @@ from helpers import (
     assert_tables_equal,
     cli,
     drain,
+    emit,
+    expected_readers,
     full_state,
+    iso,
+    reader_events,
     rows,
     run_cli,
     snapshot,
     tally_events,
+    top_json,
 )
 from readrate.events import Read, Vote
 from readrate.events.settings import Settings
-from readrate.reports.cli import main
 from readrate.reports.readers import readers
 from readrate.reports.windows import Window
 from readrate.workers.db import make_engine
@@ -42,36 +43,11 @@ from readrate.workers.schema import installation, operations, stream_offsets, vo
 # -- helpers -------------------------------------------------------------------------------------------------
 
 
-def emit(emitter, events) -> None:
-    assert emitter.emit_many(events) == len(events)
-
-
 def without_zero_articles(state: dict[str, dict]) -> dict[str, dict]:
     """The snapshot without article_stats rows that count nothing: an article whose every counted event a
     rule left out may keep its row (its first event stays), at zero."""
     stats = {a: v for a, v in state["stats"].items() if v != (0, 0, 0.0)}
     return {**state, "stats": stats}
-
-
-@pytest.fixture
-def inproc(capsys, monkeypatch):
-    """`readrate ARGS` through its real entry point in this process (quicker than a process per report or
-    audit); (stdout, stderr). Drains and rebuilds run as real processes."""
-    def run(settings, *args: str, archive: Path | None = None, expect: int = 0) -> tuple[str, str]:
-        monkeypatch.setenv("READRATE_ARCHIVE", "" if archive is None else str(archive))
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exited:
-            main(["--database-url", settings.database_url, "--prefix", settings.prefix, *args])
-        out, err = capsys.readouterr()
-        assert "Traceback" not in err, err
-        assert (exited.value.code or 0) == expect, (exited.value.code, out[-2000:], err[-3000:])
-        return out, err
-    return run
-
-
-def top_json(inproc, settings, *args: str, archive: Path | None = None) -> tuple[list[dict], str]:
-    out, err = inproc(settings, "report", "top", "--format", "json", "--limit", "0", *args, archive=archive)
-    return json.loads(out), err
 
 
 def article_json(inproc, settings, article: str, *args: str, archive: Path | None = None) -> dict:
@@ -80,10 +56,6 @@ def article_json(inproc, settings, article: str, *args: str, archive: Path | Non
 
 def audited_clean(inproc, settings, archive: Path) -> bool:
     return "no drift" in inproc(settings, "audit", archive=archive)[1]
-
-
-def iso(at_ms: int) -> str:
-    return datetime.fromtimestamp(at_ms / 1000, UTC).replace(tzinfo=None).isoformat(timespec="minutes")
 
 
 def workload(day0: int, articles: list[str], n: int = 300) -> tuple[list, list]:
@@ -359,44 +331,6 @@ def test_rebuild_is_refused_while_counters_from_before_the_archive_exist(
 
 
 # -- 5. unique readers ---------------------------------------------------------------------------------------
-
-
-def reader_events(day0: int) -> list[Read | Vote]:
-    """Reads over three days by known visitors (repeat visits), reads without a visitor, a few votes."""
-    rng = random.Random(20240301)
-    articles = [f"art-{n}" for n in range(6)]
-    events: list[Read | Vote] = []
-    for _ in range(600):
-        article = rng.choice(articles)
-        pool = 5 + 15 * articles.index(article)
-        visitor = None if rng.random() < 0.15 else f"vis-{rng.randrange(pool)}"
-        events.append(Read(article, day0 + rng.randrange(72 * MS_PER_HOUR), visitor))
-    # Ties: tie-x and tie-y have 3 readers and 5 reads each (by article id), tie-z 3 readers and 6 reads.
-    for article, visits in (("tie-y", ["p", "q", "r", "p", "q"]), ("tie-x", ["p", "q", "r", "r", "r"]),
-                            ("tie-z", ["p", "q", "r", "p", "p", "p"])):
-        events += [Read(article, day0 + 20 * MS_PER_HOUR + k * 60_000, v) for k, v in enumerate(visits)]
-    events += [Read("anon-only", day0 + h * MS_PER_HOUR, None) for h in (2, 20, 30)]  # reads, no readers
-    events += [Vote("art-1", day0 + 7, "vote-a", 4.0), Vote("tie-x", day0 + 8, "vote-b", 2.0),
-               Vote("voted-unread", day0 + 20 * MS_PER_HOUR, "vote-c", 5.0)]
-    return events
-
-
-def expected_readers(events, since_ms: int | None = None, until_ms: int | None = None):
-    """(readers per article, reads per article, reads without a visitor) in [since, until)."""
-    seen: dict[str, set] = defaultdict(set)
-    reads: dict[str, int] = defaultdict(int)
-    anonymous = 0
-    for e in events:
-        if not isinstance(e, Read):
-            continue
-        if (since_ms is not None and e.at_ms < since_ms) or (until_ms is not None and e.at_ms >= until_ms):
-            continue
-        reads[e.article_id] += 1
-        if e.visitor is None:
-            anonymous += 1
-        else:
-            seen[e.article_id].add(e.visitor)
-    return {a: len(seen.get(a, ())) for a in reads}, dict(reads), anonymous
 
 
 def test_reports_count_distinct_visitors_per_article_for_all_time_and_a_window(
