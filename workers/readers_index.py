@@ -50,6 +50,10 @@ class ReadersIndex:
     def pairs_paths(self, names: Iterable[str]) -> list[str]:
         return [str(self.archive.root / sidecar(name)) for name in names]
 
+    def bytes(self) -> int:
+        """The index's size on disk."""
+        return sum(path.stat().st_size for path in self.root.rglob("*") if path.is_file())
+
     def segments(self, folder: str) -> list[str]:
         """The dictionary's segment files (absolute paths), lowest numbers first."""
         return sorted(str(path) for path in (self.root / folder).glob(f"*{SEGMENT}"))
@@ -64,7 +68,7 @@ class ReadersIndex:
         if not present:
             return 0
         duck.read_parquet(self.archive.paths(present)).create_view("indexing")
-        with numbering(engine):
+        if True:
             for folder, column in DICTIONARIES.items():
                 self._extend(duck, folder, column)
         written = 0

@@ -11,9 +11,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from sqlalchemy import func, select
 
 from readrate.events.clock import utc_now
-from readrate.workers.archive import compact_day, days_to_compact, prune, started
+from readrate.workers.archive import compact_day, days_to_compact, prune, recorded_paths, started
 from readrate.workers.db import reachable
-from readrate.workers.readers_index import index_archive
+from readrate.workers.readers_index import ReadersIndex, index_archive
 from readrate.workers.schema import archive_baseline, archive_files
 
 from ..audit import archive_root
@@ -33,7 +33,8 @@ def archive() -> None:
 @format_option
 @pass_app
 def archive_status(app: App, fmt: str) -> None:
-    """The archive's folder, when it started, its files, events, bytes and days."""
+    """The archive's folder, when it started, its files, events, bytes and days, and how many of the
+    files have their readers index (`readrate archive compact` writes it)."""
     engine = app.engine()
     with reachable(app.settings.database_url):
         folder = archive_root(engine, app.settings.archive)
@@ -44,10 +45,13 @@ def archive_status(app: App, fmt: str) -> None:
                 func.coalesce(func.sum(archive_files.c.bytes), 0), func.count(archive_files.c.day.distinct()),
                 func.min(archive_files.c.day), func.max(archive_files.c.day))).one()
             baseline = conn.scalar(select(func.count()).select_from(archive_baseline))
+            index = ReadersIndex(folder)
+            indexed = len(index.indexed(recorded_paths(conn)))
     events, size = int(events), int(size)  # PostgreSQL sums are Decimals
     document = {"folder": str(folder.root), "started_at": began[0], "files": files, "events": events,
                 "bytes": size, "bytes_per_event": round(size / events, 2) if events else None,
-                "days": days, "first_day": first, "last_day": last, "baseline_articles": baseline}
+                "days": days, "first_day": first, "last_day": last, "baseline_articles": baseline,
+                "readers_indexed_files": indexed, "readers_index_bytes": index.bytes()}
     rows = [{"field": key, "value": "" if value is None else (count(value) if isinstance(value, int) else str(value))}
             for key, value in document.items()]
     click.echo(render(rows, STATUS_COLUMNS, fmt, title="Archive", document=document), nl=False)
