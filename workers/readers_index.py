@@ -68,7 +68,7 @@ class ReadersIndex:
         if not present:
             return 0
         duck.read_parquet(self.archive.paths(present)).create_view("indexing")
-        if True:
+        with numbering(engine):
             for folder, column in DICTIONARIES.items():
                 self._extend(duck, folder, column)
         written = 0
