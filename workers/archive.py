@@ -14,6 +14,7 @@ the counters as they stood (`archive_baseline`): `readrate audit` reports those 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import time
@@ -29,7 +30,6 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from readrate.events.clock import MS_PER_DAY, day_date, utc_now
 from readrate.events.errors import ConfigError, ReadrateError
 
-from .db import writing
 from .schema import archive_baseline, archive_files, archive_state, article_stats
 
 # An unrecorded file older than this is an orphan: no batch transaction takes anywhere near this long.
@@ -38,7 +38,8 @@ SUFFIX = ".parquet"
 PARTIAL = ".partial"
 SIDECARS = "_readers"  # the readers index (readers_index.py), derived from the files, beside them
 SIDECAR = ".pairs"
-NUMBERING_LOCK = 0x72656164  # PostgreSQL advisory lock key of the readers index's dictionaries ("read")
+NUMBERING_LOCK = 0x72656164  # PostgreSQL advisory lock key of the readers index ("read")
+NUMBERING_LOCK_FILE = ".readers.lock"  # its SQLite counterpart, in the archive's root
 COLUMNS = ("stream_id", "shard", "kind", "article_id", "at", "visitor", "rating")
 Counted = tuple[bytes, str, int, "bytes | str | None", "float | None"]
 
@@ -394,19 +395,29 @@ def prune(engine: Engine, archive: Archive, before: date) -> tuple[int, int]:
                 conn.execute(insert(archive_baseline), baseline)
         conn.execute(update(archive_state).where(archive_state.c.started_at < begins).values(started_at=begins))
     archive.remove(paths)
-    with numbering(engine):  # the readers index goes too: its dictionaries name visitors of pruned days
+    with numbering(engine, archive):  # the readers index goes too: its dictionaries name visitors of pruned days
         shutil.rmtree(archive.root / SIDECARS, ignore_errors=True)
     return len(rows), sum(n for _, n in rows)
 
 
 @contextmanager
-def numbering(engine: Engine) -> Iterator[None]:
-    """The lock of the readers index's dictionaries, held in a transaction of its own (SQLite: the write
-    lock, briefly; PostgreSQL: an advisory lock), so no two processes hand out the same number."""
-    with writing(engine.connect()) as conn, conn.begin():
-        if conn.dialect.name == "postgresql":
+def numbering(engine: Engine, archive: Archive) -> Iterator[None]:
+    """The readers index's lock: whoever holds it may number values, write sidecars or drop the index.
+
+    PostgreSQL: an advisory lock, which every host shares. SQLite (one host): a file lock beside the
+    archive, which drains do not wait for, as they would for SQLite's write lock."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn, conn.begin():
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({NUMBERING_LOCK})")
-        yield
+            yield
+        return
+    archive.root.mkdir(parents=True, exist_ok=True)
+    with open(archive.root / NUMBERING_LOCK_FILE, "a+b") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
 
 
 def _articles_in(archive: Archive, names: list[str]) -> set[str]:

@@ -9,9 +9,9 @@ two dictionaries that give every article and visitor one number for good
 
 Derived data only: the archive's Parquet files stay the record. Readers use a sidecar only
 for a recorded file (a sidecar of a file compaction replaced is never read, and is removed
-with it); everything else is read from the archive as before. Numbers are handed out under
-a database lock (SQLite's write lock, a PostgreSQL advisory lock), so two compactions never
-give one number to two values or two numbers to one value. Pruning drops the whole index
+with it); everything else is read from the archive as before. Numbers are handed out and
+sidecars written under one lock (`archive.numbering`), so two compactions never give one
+number to two values or two numbers to one value. Pruning drops the whole index under it
 (its dictionaries hold visitors of pruned days); the next compaction writes it again.
 The sidecars and dictionaries are Parquet files with their own suffixes, so a Parquet
 reader globbing `DIR/**/*.parquet` sees only the archive.
@@ -61,40 +61,55 @@ class ReadersIndex:
     def write(self, engine: Engine, duck, names: list[str]) -> int:
         """Write the sidecars of the recorded archive files `names`; how many were written.
 
-        The dictionaries are extended once for all of them, under the lock; the sidecars are
-        written after it (their numbers are settled). A file removed meanwhile (compacted or
-        pruned by another process) is skipped."""
-        present = [name for name in names if (self.archive.root / name).is_file()]
-        if not present:
-            return 0
-        duck.read_parquet(self.archive.paths(present)).create_view("indexing")
-        with numbering(engine):
-            for folder, column in DICTIONARIES.items():
-                self._extend(duck, folder, column)
-        written = 0
-        for name in present:
-            source = self.archive.root / name
-            if not source.is_file():
-                continue
-            target = self.archive.root / sidecar(name)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f"{target.name}-{uuid.uuid4().hex[:8]}{PARTIAL}")
+        All under the lock: the dictionaries are extended once for all the files, then each
+        file's sidecar is written with their numbers (a prune, which drops the index, waits, so
+        no sidecar outlives the dictionaries it was numbered with). A file removed meanwhile
+        (compacted or pruned by another process) is skipped."""
+        with numbering(engine, self.archive):
+            present = self._numbered(duck, names)
+            written = 0
+            for name in present:
+                written += self._write_sidecar(duck, name)
+        return written
+
+    def _numbered(self, duck, names: list[str]) -> list[str]:
+        """Extend the dictionaries with the values of those of `names` still on disk; those files."""
+        while True:
+            present = [name for name in names if (self.archive.root / name).is_file()]
+            if not present:
+                return []
+            duck.read_parquet(self.archive.paths(present)).create_view("indexing", replace=True)
             try:
-                duck.execute(f"""
+                for folder, column in DICTIONARIES.items():
+                    self._extend(duck, folder, column)
+                return present
+            except duckdb_io_error():
+                if all((self.archive.root / name).is_file() for name in present):
+                    raise
+                names = present  # one was compacted or pruned meanwhile: again without it
+
+    def _write_sidecar(self, duck, name: str) -> int:
+        """Write one file's sidecar (1), or nothing if the file is gone (0)."""
+        source = self.archive.root / name
+        target = self.archive.root / sidecar(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f"{target.name}-{uuid.uuid4().hex[:8]}{PARTIAL}")
+        try:
+            duck.execute(f"""
                 COPY (SELECT CAST(epoch_ms(e."at") // {MS_PER_HOUR} AS INTEGER) AS hour, a.no AS article,
                              v.no AS visitor, CAST(count(*) AS INTEGER) AS reads
-                      FROM read_parquet({sql_string(str(source))}) e
+                      FROM read_parquet({sql_string(str(source))}, hive_partitioning = false) e
                       JOIN dict_articles a ON a.value = e.article_id
                       LEFT JOIN dict_visitors v ON v.value = e.visitor
                       WHERE e.kind = 'read' GROUP BY ALL ORDER BY article, visitor, hour)
                 TO {sql_string(str(partial))} (FORMAT parquet, COMPRESSION zstd)""")
-            except duckdb_io_error():
-                if source.is_file():
-                    raise
-                continue  # compacted or pruned meanwhile: its sidecar would never be read
-            os.replace(partial, target)
-            written += 1
-        return written
+        except duckdb_io_error():
+            if source.is_file():
+                raise
+            partial.unlink(missing_ok=True)
+            return 0  # compacted or pruned meanwhile: its sidecar would never be read
+        os.replace(partial, target)
+        return 1
 
     def _extend(self, duck, folder: str, column: str) -> None:
         """Number the values of `column` in the view `indexing` the dictionary lacks; leave the whole
