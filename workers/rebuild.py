@@ -7,8 +7,8 @@ from exactly those, and replaces the five counter tables: reports see the old
 counters or the new ones, never half of each, and no batch is counted in between
 (on PostgreSQL the old counters are TRUNCATEd, so reports wait for the commit
 rather than read them meanwhile). The new rows go in in bulk: secondary indexes
-dropped and made again after, SQLite through the driver's executemany, PostgreSQL
-through COPY.
+dropped and made again after, SQLite from JSON text DuckDB writes meanwhile (json_each),
+PostgreSQL through COPY.
 Into another database (`--into`), it reads the archive's file list and the offsets
 in one snapshot of the live database and writes a complete installation there.
 """
@@ -59,8 +59,12 @@ from .schema import (
 
 COUNTER_TABLES = (article_stats, reads_hourly, reads_daily, votes_daily, votes)
 ROWS_PER_INSERT = 50_000
+# SQLite's order: a table DuckDB writes quickly first (SQLite waits for it), then the ones SQLite takes longest
+# over, while DuckDB writes the rest.
+JSON_ORDER = (votes_daily, reads_daily, votes, reads_hourly, article_stats)
+JSON_CHUNKS_AHEAD = 48  # about 150 MB of JSON: DuckDB can finish the next table while SQLite fills this one
 COPY_BLOCK_BYTES = 1 << 20
-SQLITE_REBUILD_CACHE_KIB = 262_144  # the rebuild's own page cache: five tables' b-trees filled at once
+SQLITE_REBUILD_CACHE_KIB = 1_048_576  # the rebuild's own page cache: five tables' b-trees filled at once
 
 
 class RebuildRefused(ReadrateError):
@@ -115,51 +119,65 @@ def _rows_sql(table, *, as_text: bool) -> str:
     return f"SELECT {', '.join(shown)} FROM ({RECOMPUTED[table]}) AS t({', '.join(names)}) ORDER BY {keys}"
 
 
-def _insert_sql(table, placeholder: str) -> str:
-    names = [c.name for c in table.columns]
-    return f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join([placeholder] * len(names))})"
-
-
 def _write_counters(conn: Connection, duck) -> dict[str, int]:
     """Fill the five (empty) counter tables with the recomputation, in bulk: their secondary indexes dropped
-    and made again after (one sort each instead of millions of scattered inserts), all inside the caller's
-    transaction. SQLite: the driver's executemany over DuckDB's rows, times as text; PostgreSQL: COPY from
-    CSV files DuckDB writes."""
+    and made again once the table's rows are in (one sort each instead of millions of scattered inserts), all
+    inside the caller's transaction. SQLite: JSON text DuckDB writes, inserted by SQLite's json_each;
+    PostgreSQL: COPY from CSV files DuckDB writes."""
     for table in COUNTER_TABLES:
         for index in table.indexes:
             index.drop(conn)
     if conn.dialect.name == "postgresql":
-        counts = _copy_postgres(conn, duck)
-    else:
-        counts = _insert_sqlite(conn, duck)
-    for table in COUNTER_TABLES:
-        for index in table.indexes:
-            index.create(conn)
-    return counts
+        return _copy_postgres(conn, duck)
+    return _insert_sqlite(conn, duck)
+
+
+def _make_indexes(conn: Connection, table) -> None:
+    for index in table.indexes:
+        index.create(conn)
 
 
 def _insert_sqlite(conn: Connection, duck) -> dict[str, int]:
-    """DuckDB's rows into SQLite, the two overlapped: a thread runs the queries and fetches chunks while this
-    one inserts the previous chunk (both libraries let go of the GIL while they work)."""
+    """DuckDB's rows into SQLite, the two at once: a thread has DuckDB write each table's rows as JSON arrays,
+    ROWS_PER_INSERT rows to a string, while this one has SQLite insert the strings already written (one
+    INSERT … SELECT FROM json_each each) and make each table's indexes. Both libraries let go of the GIL
+    while they work, and no Python object is made per row."""
     cursor = conn.connection.driver_connection.cursor()
     cursor.execute(f"PRAGMA cache_size=-{SQLITE_REBUILD_CACHE_KIB}")
     counts = dict.fromkeys((table.name for table in COUNTER_TABLES), 0)
     try:
-        for table, rows in _prefetched(_chunks(duck)):
-            cursor.executemany(_insert_sql(table, "?"), rows)
-            counts[table.name] += len(rows)
+        for table, rows, text in _prefetched(_json_chunks(duck), depth=JSON_CHUNKS_AHEAD):
+            if text is None:  # the table's last chunk is in
+                _make_indexes(conn, table)
+                continue
+            cursor.execute(_json_insert_sql(table), (text,))
+            counts[table.name] += rows
     finally:
         cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         cursor.close()
     return counts
 
 
-def _chunks(duck) -> Iterator[tuple]:
-    """(table, rows) for every counter table, ROWS_PER_INSERT rows at a time, SQLite's way."""
-    for table in COUNTER_TABLES:
-        result = duck.execute(_rows_sql(table, as_text=True))
-        while rows := result.fetchmany(ROWS_PER_INSERT):
-            yield table, rows
+def _json_insert_sql(table) -> str:
+    names = [c.name for c in table.columns]
+    values = ", ".join(f"value ->> {i}" for i in range(len(names)))
+    return f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {values} FROM json_each(?)"
+
+
+def _json_chunks(duck) -> Iterator[tuple]:
+    """(table, rows, JSON array of the rows) for every counter table in key order, ROWS_PER_INSERT rows at a
+    time, values as SQLite stores them; then (table, 0, None) once the table is complete."""
+    duck.execute("SET threads = 1")  # the other core is SQLite's (the recomputation before had both)
+    for table in JSON_ORDER:
+        names = ", ".join(c.name for c in table.columns)
+        result = duck.execute(f"""
+            SELECT count(*), '[' || string_agg(row, ',' ORDER BY n) || ']'
+            FROM (SELECT json_array({names})::VARCHAR AS row, row_number() OVER () AS n
+                  FROM ({_rows_sql(table, as_text=True)}) AS t({names}))
+            GROUP BY (n - 1) // {ROWS_PER_INSERT} ORDER BY min(n)""")
+        while (chunk := result.fetchone()) is not None:
+            yield table, *chunk
+        yield table, 0, None
 
 
 def _prefetched(items: Iterator, depth: int = 4) -> Iterator:
@@ -215,6 +233,7 @@ def _copy_postgres(conn: Connection, duck) -> dict[str, int]:
                         copy.write(block)
                 counts[table.name] = cursor.rowcount
             path.unlink()
+            _make_indexes(conn, table)
     return counts
 
 
