@@ -14,13 +14,10 @@ the counters as they stood (`archive_baseline`): `readrate audit` reports those 
 
 from __future__ import annotations
 
-import fcntl
 import os
-import shutil
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -38,8 +35,6 @@ SUFFIX = ".parquet"
 PARTIAL = ".partial"
 SIDECARS = "_readers"  # the readers index (readers_index.py), derived from the files, beside them
 SIDECAR = ".pairs"
-NUMBERING_LOCK = 0x72656164  # PostgreSQL advisory lock key of the readers index ("read")
-NUMBERING_LOCK_FILE = ".readers.lock"  # its SQLite counterpart, in the archive's root
 COLUMNS = ("stream_id", "shard", "kind", "article_id", "at", "visitor", "rating")
 Counted = tuple[bytes, str, int, "bytes | str | None", "float | None"]
 
@@ -395,29 +390,7 @@ def prune(engine: Engine, archive: Archive, before: date) -> tuple[int, int]:
                 conn.execute(insert(archive_baseline), baseline)
         conn.execute(update(archive_state).where(archive_state.c.started_at < begins).values(started_at=begins))
     archive.remove(paths)
-    with numbering(engine, archive):  # the readers index goes too: its dictionaries name visitors of pruned days
-        shutil.rmtree(archive.root / SIDECARS, ignore_errors=True)
     return len(rows), sum(n for _, n in rows)
-
-
-@contextmanager
-def numbering(engine: Engine, archive: Archive) -> Iterator[None]:
-    """The readers index's lock: whoever holds it may number values, write sidecars or drop the index.
-
-    PostgreSQL: an advisory lock, which every host shares. SQLite (one host): a file lock beside the
-    archive, which drains do not wait for, as they would for SQLite's write lock."""
-    if engine.dialect.name == "postgresql":
-        with engine.connect() as conn, conn.begin():
-            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({NUMBERING_LOCK})")
-            yield
-        return
-    archive.root.mkdir(parents=True, exist_ok=True)
-    with open(archive.root / NUMBERING_LOCK_FILE, "a+b") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(held, fcntl.LOCK_UN)
 
 
 def _articles_in(archive: Archive, names: list[str]) -> set[str]:

@@ -10,7 +10,7 @@ two dictionaries that give every article and visitor one number for good
 Derived data only: the archive's Parquet files stay the record. Readers use a sidecar only
 for a recorded file (a sidecar of a file compaction replaced is never read, and is removed
 with it); everything else is read from the archive as before. Numbers are handed out and
-sidecars written under one lock (`archive.numbering`), so two compactions never give one
+sidecars written under one lock (`numbering`), so two compactions never give one
 number to two values or two numbers to one value. Pruning drops the whole index under it
 (its dictionaries hold visitors of pruned days); the next compaction writes it again.
 The sidecars and dictionaries are Parquet files with their own suffixes, so a Parquet
@@ -19,21 +19,25 @@ reader globbing `DIR/**/*.parquet` sees only the archive.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from readrate.events.clock import MS_PER_HOUR
 
-from .archive import PARTIAL, SIDECARS, Archive, numbering, sidecar
+from .archive import PARTIAL, SIDECARS, Archive, recorded_paths, sidecar
 from .recompute import duckdb_connection, duckdb_io_error, sql_string
-from .schema import archive_files
 
 SEGMENT = ".dict"
 DICTIONARIES = {"articles": "article_id", "visitors": "visitor"}  # folder -> archive column it numbers
+NUMBERING_LOCK = 0x72656164  # PostgreSQL advisory lock key of the readers index ("read")
+NUMBERING_LOCK_FILE = ".readers.lock"  # its SQLite counterpart, in the archive's root
 
 
 class ReadersIndex:
@@ -45,10 +49,13 @@ class ReadersIndex:
 
     def indexed(self, names: Iterable[str]) -> list[str]:
         """The archive files among `names` that have a sidecar."""
-        return [name for name in names if (self.archive.root / sidecar(name)).is_file()]
+        return [name for name in names if self._sidecar(name).is_file()]
 
     def pairs_paths(self, names: Iterable[str]) -> list[str]:
-        return [str(self.archive.root / sidecar(name)) for name in names]
+        return [str(self._sidecar(name)) for name in names]
+
+    def _sidecar(self, name: str) -> Path:
+        return self.archive.root / sidecar(name)
 
     def bytes(self) -> int:
         """The index's size on disk."""
@@ -91,7 +98,7 @@ class ReadersIndex:
     def _write_sidecar(self, duck, name: str) -> int:
         """Write one file's sidecar (1), or nothing if the file is gone (0)."""
         source = self.archive.root / name
-        target = self.archive.root / sidecar(name)
+        target = self._sidecar(name)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f"{target.name}-{uuid.uuid4().hex[:8]}{PARTIAL}")
         try:
@@ -151,9 +158,36 @@ def index_archive(engine: Engine, archive: Archive) -> int:
 def unindexed(engine: Engine, archive: Archive) -> list[str]:
     """Recorded archive files without a sidecar, oldest day first."""
     with engine.connect() as conn:
-        names = list(conn.scalars(select(archive_files.c.path).order_by(archive_files.c.day, archive_files.c.path)))
+        names = recorded_paths(conn)
     have = set(ReadersIndex(archive).indexed(names))
     return [name for name in names if name not in have]
+
+
+def drop_index(engine: Engine, archive: Archive) -> None:
+    """Delete the whole index (after a prune: its dictionaries name visitors of pruned days); the next
+    compaction writes it again."""
+    with numbering(engine, archive):
+        shutil.rmtree(archive.root / SIDECARS, ignore_errors=True)
+
+
+@contextmanager
+def numbering(engine: Engine, archive: Archive) -> Iterator[None]:
+    """The index's lock: whoever holds it may number values, write sidecars or drop the index.
+
+    PostgreSQL: an advisory lock, which every host shares. SQLite (one host): a file lock beside the
+    archive, which drains do not wait for, as they would for SQLite's write lock."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn, conn.begin():
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({NUMBERING_LOCK})")
+            yield
+        return
+    archive.root.mkdir(parents=True, exist_ok=True)
+    with open(archive.root / NUMBERING_LOCK_FILE, "a+b") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
 
 
 def _last_number(path: str) -> int:

@@ -142,6 +142,7 @@ def _insert_sqlite(conn: Connection, duck) -> dict[str, int]:
     ROWS_PER_INSERT rows to a string, while this one has SQLite insert the strings already written (one
     INSERT … SELECT FROM json_each each) and make each table's indexes. Both libraries let go of the GIL
     while they work, and no Python object is made per row."""
+    duck.execute("SET threads = 1")  # the other core is SQLite's (the recomputation before had both)
     cursor = conn.connection.driver_connection.cursor()
     cursor.execute(f"PRAGMA cache_size=-{SQLITE_REBUILD_CACHE_KIB}")
     counts = dict.fromkeys((table.name for table in COUNTER_TABLES), 0)
@@ -167,9 +168,10 @@ def _json_insert_sql(table) -> str:
 def _json_chunks(duck) -> Iterator[tuple]:
     """(table, rows, JSON array of the rows) for every counter table in key order, ROWS_PER_INSERT rows at a
     time, values as SQLite stores them; then (table, 0, None) once the table is complete."""
-    duck.execute("SET threads = 1")  # the other core is SQLite's (the recomputation before had both)
     for table in JSON_ORDER:
         names = ", ".join(c.name for c in table.columns)
+        # row_number() over the ordered rows keeps key order into the chunks: that only makes SQLite's
+        # inserts faster (b-trees filled in order); which rows go in does not depend on it.
         result = duck.execute(f"""
             SELECT count(*), '[' || string_agg(row, ',' ORDER BY n) || ']'
             FROM (SELECT json_array({names})::VARCHAR AS row, row_number() OVER () AS n
