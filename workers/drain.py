@@ -152,7 +152,7 @@ class Drainer:
     def _drain(self, shard: int, lease: Lease, result: DrainResult, deadline: float) -> None:
         stream = self.keys.stream(shard)
         offset = self._offset(shard)
-        self.reader.start(stream, offset, shard)
+        self.reader.start(stream, offset, shard, first=True)
         try:
             with writing(self.engine.connect()) as conn:
                 while not self.stopping.is_set():
@@ -161,7 +161,7 @@ class Drainer:
                         self._ran_dry(shard, offset)
                         if not self._pending(shard, offset):
                             return
-                        self.reader.start(stream, offset, shard)  # an entry raced the doorbell's clearing
+                        self.reader.start(stream, offset, shard, first=True)  # an entry raced the doorbell's clearing
                         continue
                     self.reader.start(stream, batch.last_id, shard)
                     offset = self._apply(conn, shard, offset, batch, result)
