@@ -1,8 +1,8 @@
 """Scenario 10, Archive: what READRATE_ARCHIVE costs the drain, and what it costs on disk.
 
 Drain: the same backlog of the workload drained by one `Drainer` into a fresh SQLite
-database with the archive off (the baseline) and on, alternately, twice each; each
-figure is the better of its two runs (the machine is shared and noisy). The run with
+database with the archive off (the baseline) and on, alternately, three times each; each
+figure is the best of its three runs (the machine is shared and noisy). The run with
 the archive on also checks that the archive holds exactly the events drained.
 
 Bytes per event, on the MovieLens mix: every one of the 100,836 MovieLens ratings as a
@@ -78,6 +78,11 @@ RATINGS = Path("/work/shared/data/movielens-small/ratings.csv")
 MS_PER_DAY = 86_400_000
 
 
+# This machine's speed drifts by 15% from one drain to the next: three runs each, so the best of each
+# mode is compared (two gave ratios from 0.68 to 0.98 for the same code).
+DRAIN_RUNS = 3
+
+
 def sizes(quick: bool) -> dict:
     if quick:
         return {"drain": 20_000, "large": 200_000, "per_call": 20_000}
@@ -88,7 +93,7 @@ def run(env: Env, quick: bool) -> Outcome:
     n = sizes(quick)
     raw: dict = {"sizes": n, "workload": workload.DESCRIPTION}
     runs: dict[str, list[float]] = {"off": [], "on": []}
-    for attempt in range(2):
+    for attempt in range(DRAIN_RUNS):
         for mode in ("off", "on"):
             seconds, detail = drain(env, n["drain"], archive=mode == "on")
             runs[mode].append(seconds)
@@ -96,7 +101,8 @@ def run(env: Env, quick: bool) -> Outcome:
     off, on = rate(n["drain"], min(runs["off"])), rate(n["drain"], min(runs["on"]))
     rows = [Row(f"{TITLE} · drain with the archive on, SQLite", on, off, "ev/s", "the archive off",
                 (ratio_at_least(0.75, "≥ 0.75× off"),))]
-    problems = [p for mode in ("off", "on") for i in range(2) for p in raw[f"{mode}_{i}"]["problems"]]
+    problems = [p for mode in ("off", "on") for i in range(DRAIN_RUNS)
+                for p in raw[f"{mode}_{i}"]["problems"]]
     if problems:
         rows[0].invalid = True
         rows[0].note = "; ".join(problems)
