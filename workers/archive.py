@@ -38,6 +38,7 @@ SIDECARS = "_readers"  # the readers index (readers_index.py), derived from the 
 SIDECAR = ".pairs"
 COLUMNS = ("stream_id", "shard", "kind", "article_id", "at", "visitor", "rating")
 Counted = tuple[bytes, str, int, "bytes | str | None", "float | None"]
+COUNTED_FIELDS = 5  # stream id, article, at_ms, visitor or voter, rating
 
 
 def _arrow():
@@ -128,7 +129,7 @@ class Archive:
 
         # One column at a time: zip(*counted) over a batch's 20,000 tuples costs ten times as much, all of it
         # holding the GIL the writer's thread needs.
-        ids, articles, ats, people, ratings = (list(map(itemgetter(field), counted)) for field in range(5))
+        ids, articles, ats, people, ratings = (list(map(itemgetter(field), counted)) for field in range(COUNTED_FIELDS))
         at = pa.array(ats, pa.int64())
         rating = pa.array(ratings, pa.float64())
         person = pa.array(people, pa.binary()).cast(pa.string())
@@ -373,7 +374,9 @@ def prune(engine: Engine, archive: Archive, before: date) -> tuple[int, int]:
     """Drop the archive's days before `before`: (files, events) removed.
 
     What the pruned events counted can no longer be recomputed: their articles join the
-    baseline (audit reports them as "before the archive") and the archive's start moves to `before`."""
+    baseline (audit reports them as "before the archive") and the archive's start moves to `before`.
+    The readers index still names visitors of the pruned days: call readers_index.prune_archive, which
+    drops it too, rather than this."""
     with engine.connect() as conn:
         rows = conn.execute(select(archive_files.c.path, archive_files.c.events)
                             .where(archive_files.c.day < before)).all()

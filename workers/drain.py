@@ -161,7 +161,8 @@ class Drainer:
                         self._ran_dry(shard, offset)
                         if not self._pending(shard, offset):
                             return
-                        self.reader.start(stream, offset, shard, first=True)  # an entry raced the doorbell's clearing
+                        # an entry raced the doorbell's clearing
+                        self.reader.start(stream, offset, shard, first=True)
                         continue
                     self.reader.start(stream, batch.last_id, shard)
                     offset = self._apply(conn, shard, offset, batch, result)

@@ -27,7 +27,7 @@ from .archive import Archive
 
 
 # A drain's first read runs while the writer waits: 1,000 entries take about 10 ms to read and fold (20,000
-# took 200 ms with the archive on, a second per drain of four shards).
+# took 200 ms with the archive on, 0.8 s per drain of four shards).
 FIRST_BATCH = 1_000
 
 

@@ -25,13 +25,14 @@ import shutil
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 
 from sqlalchemy import Engine
 
 from readrate.events.clock import MS_PER_HOUR
 
-from .archive import PARTIAL, SIDECARS, Archive, recorded_paths, sidecar
+from .archive import PARTIAL, SIDECARS, Archive, prune, recorded_paths, sidecar
 from .recompute import duckdb_connection, duckdb_io_error, sql_string
 
 SEGMENT = ".dict"
@@ -163,9 +164,17 @@ def unindexed(engine: Engine, archive: Archive) -> list[str]:
     return [name for name in names if name not in have]
 
 
+def prune_archive(engine: Engine, archive: Archive, before: date) -> tuple[int, int]:
+    """Retention: drop the archive's days before `before` (archive.prune), and with them the whole readers
+    index, whose dictionaries name visitors of the pruned days; (files, events) removed."""
+    files, events = prune(engine, archive, before)
+    if files:
+        drop_index(engine, archive)
+    return files, events
+
+
 def drop_index(engine: Engine, archive: Archive) -> None:
-    """Delete the whole index (after a prune: its dictionaries name visitors of pruned days); the next
-    compaction writes it again."""
+    """Delete the whole index; the next compaction writes it again."""
     with numbering(engine, archive):
         shutil.rmtree(archive.root / SIDECARS, ignore_errors=True)
 

@@ -11,9 +11,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from sqlalchemy import func, select
 
 from readrate.events.clock import utc_now
-from readrate.workers.archive import compact_day, days_to_compact, prune, recorded_paths, started
+from readrate.workers.archive import compact_day, days_to_compact, recorded_paths, started
 from readrate.workers.db import reachable
-from readrate.workers.readers_index import ReadersIndex, drop_index, index_archive
+from readrate.workers.readers_index import ReadersIndex, index_archive, prune_archive
 from readrate.workers.schema import archive_baseline, archive_files
 
 from ..audit import archive_root
@@ -116,8 +116,6 @@ def archive_prune(app: App, before: datetime, yes: bool) -> None:
         folder = archive_root(engine, app.settings.archive)
         if not yes:
             click.confirm(f"Delete every archived event before {before.date()}?", abort=True, err=True)
-        files, events = prune(engine, folder, before.date())
-        if files:  # the readers index goes too: its dictionaries name visitors of the pruned days
-            drop_index(engine, folder)
+        files, events = prune_archive(engine, folder, before.date())
     note(f"pruned {plural(events, 'event')} in {plural(files, 'file')} before {before.date()}"
          if files else f"nothing archived before {before.date()}")
