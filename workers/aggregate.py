@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from readrate.events.clock import MS_PER_HOUR
@@ -64,14 +65,23 @@ class Batch:
     # With the archive on: every counted event, in stream order, as (raw stream id, article, at_ms,
     # visitor or voter as UTF-8 bytes (b"" or None: no visitor), rating or None for a read).
     counted: list[tuple[bytes, str, int, bytes | None, float | None]] | None = None
-    # The archive files holding `counted` (written before the transaction that names them).
+    # The archive files holding `counted` (written before the transaction that names them), or, while
+    # another thread still writes them, `archiving`: the future of that list (see `archived()`).
     files: list = field(default_factory=list)
+    archiving: Future | None = None
     # An operator action (reset, unvote, undo) is a batch of its own: nothing else is in it.
     operation: OperationEntry | None = None
 
     @property
     def reads(self) -> int:
         return sum(a.reads for a in self.articles.values())
+
+    def archived(self) -> list:
+        """`files`, once written (waiting for the thread that writes them; its error, if it failed)."""
+        if self.archiving is not None:
+            archiving, self.archiving = self.archiving, None
+            self.files = archiving.result()
+        return self.files
 
 
 def aggregate(

@@ -42,9 +42,11 @@ COUNTED_FIELDS = 5  # stream id, article, at_ms, visitor or voter, rating
 
 
 def _arrow():
-    """pyarrow and pyarrow.parquet, or a ConfigError saying how to install them (the `archive` extra)."""
+    """pyarrow and pyarrow.parquet (pyarrow.compute imported too), or a ConfigError saying how to install
+    them (the `archive` extra)."""
     try:
         import pyarrow
+        import pyarrow.compute
         import pyarrow.parquet
     except ImportError:  # pragma: no cover - the dev and compose installs have it
         raise ConfigError("READRATE_ARCHIVE needs pyarrow: pip install 'readrate[archive]'") from None

@@ -193,8 +193,8 @@ class Drainer:
             self.redis.xtrim(self.keys.stream(shard), minid=next_id(batch.last_id), approximate=False)
             self._count(result, batch)
             return batch.last_id
-        if archive is not None:  # certainly not committed: another drain applied these entries
-            archive.remove(batch.files)
+        # Certainly not committed: another drain applied these entries.
+        self.reader.discard(batch)
         result.conflicts += 1
         log.warning("shard %d: offset moved under us (another drain applied it); re-reading", shard)
         offset = self._offset(shard)

@@ -5,6 +5,9 @@ reader fetches and folds the next in a thread of its own, on a Redis connection 
 its own whose XRANGE replies stay raw (flat field lists, which `aggregate()` reads
 without building a dict per entry). At most one read is in flight; a read nobody
 wants any more (the offset moved under the drain) is waited out and dropped.
+With the archive on, a third thread writes each batch's Parquet files, so neither
+the next read nor the writer's statements wait for them; the writer waits only to
+record them, last in the batch's transaction.
 """
 
 from __future__ import annotations
@@ -46,10 +49,13 @@ class BatchReader:
         self.batch_size = batch_size
         self._decoder = Decoder(scale)  # learns valid ids and ratings; used by the reader thread only
         self._clock_ms = clock_ms
-        # With the archive on, the read-ahead also writes the batch's archive files (pyarrow works with
-        # the GIL released, beside the writer's transaction).
+        # With the archive on, a thread of its own writes each batch's archive files while the reader goes on
+        # to the next batch and the writer applies this one (pyarrow works with the GIL released); the writer
+        # waits for them only to record them, last in the batch's transaction.
         self.archive = archive
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="readrate-reader")
+        self._archiver = None if archive is None else \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="readrate-archiver")
         self._ahead: Future | None = None
 
     @classmethod
@@ -64,8 +70,8 @@ class BatchReader:
             self._decoder = Decoder(scale)
 
     def read(self, stream: str, offset: str, shard: int = 0, *, count: int | None = None) -> Batch | None:
-        """The batch after `offset` (at most `count` entries, else `batch_size`), folded (and archived), read
-        in the caller's thread; None if there is none."""
+        """The batch after `offset` (at most `count` entries, else `batch_size`), folded, read in the caller's
+        thread; None if there is none. With the archive on, its files are being written: `Batch.archived()`."""
         if isinstance(self._redis, RedisCluster):
             # A cluster client parses each reply with the callbacks of the node's own client first, and its
             # own callback sees only the parsed entries: make the owning node's client raw as well (a node
@@ -79,10 +85,11 @@ class BatchReader:
         if self.archive is not None:
             op = batch.operation
             if op is None:
-                batch.files = self.archive.write(shard, batch.counted)
+                batch.archiving = self._archiver.submit(self.archive.write, shard, batch.counted)
             else:  # the archive keeps operator actions too, as rows of their own kind
-                batch.files = self.archive.write(
-                    shard, [(batch.last_id.encode(), op.article_id, op.at_ms, op.voter, None)], kind=op.action)
+                batch.archiving = self._archiver.submit(
+                    self.archive.write, shard, [(batch.last_id.encode(), op.article_id, op.at_ms, op.voter, None)],
+                    kind=op.action)
         return batch
 
     def start(self, stream: str, offset: str, shard: int = 0, *, first: bool = False) -> None:
@@ -110,10 +117,23 @@ class BatchReader:
             batch = ahead.result()
         except Exception:  # noqa: BLE001 - the read was speculative
             return
-        if batch is not None and batch.files:  # archive files of a batch nobody applies
-            self.archive.remove(batch.files)
+        if batch is not None:
+            self.discard(batch)
+
+    def discard(self, batch: Batch) -> None:
+        """Remove the archive files of a batch nobody applies (once written; a failed write left none that
+        count: clean() removes what it left)."""
+        if self.archive is None:
+            return
+        try:
+            files = batch.archived()
+        except Exception:  # noqa: BLE001 - nothing recorded, nothing to undo
+            return
+        self.archive.remove(files)
 
     def close(self) -> None:
         self.drop()
         self._thread.shutdown(wait=True)
+        if self._archiver is not None:
+            self._archiver.shutdown(wait=True)
         self._redis.close()

@@ -203,7 +203,8 @@ def apply_batch(conn: Connection, shard: int, old_id: str, batch: Batch, *, rece
     """Apply `batch` read from `shard` after `old_id` in one transaction; False if the offset had moved.
 
     `conn` must not be in a transaction; on SQLite it should be `writing()`. With `archive_root`
-    (READRATE_ARCHIVE) the same transaction records the batch's archive files, `batch.files`.
+    (READRATE_ARCHIVE) the same transaction records the batch's archive files, `batch.archived()`,
+    last: another thread may still be writing them while the counters move.
     """
     try:
         with conn.begin():
@@ -213,8 +214,8 @@ def apply_batch(conn: Connection, shard: int, old_id: str, batch: Batch, *, rece
     return True
 
 
-def _record_archive(conn: Connection, batch: Batch, root: str, received_at: datetime) -> None:
-    """Name the batch's files; the first archiving transaction also records the start and the baseline."""
+def _start_archive(conn: Connection, root: str, received_at: datetime) -> None:
+    """The first archiving transaction records the archive's start and the baseline."""
     if conn.scalar(select(archive_state.c.singleton)) is None:
         module = postgresql if conn.dialect.name == "postgresql" else sqlite
         started = conn.execute(module.insert(archive_state).on_conflict_do_nothing(),
@@ -223,8 +224,13 @@ def _record_archive(conn: Connection, batch: Batch, root: str, received_at: date
             columns = ["article_id", "reads", "votes", "rating_sum"]
             conn.execute(insert(archive_baseline).from_select(
                 columns, select(*(article_stats.c[name] for name in columns))))
-    if batch.files:
-        conn.execute(insert(archive_files), [{**f.row(), "committed_at": received_at} for f in batch.files])
+
+
+def _record_archive(conn: Connection, batch: Batch, received_at: datetime) -> None:
+    """Name the batch's files (waiting for them to be written): part of the archive once this commits."""
+    files = batch.archived()
+    if files:
+        conn.execute(insert(archive_files), [{**f.row(), "committed_at": received_at} for f in files])
 
 
 def _apply(conn: Connection, sql: Statements, shard: int, old_id: str, batch: Batch, received_at: datetime,
@@ -240,7 +246,7 @@ def _apply(conn: Connection, sql: Statements, shard: int, old_id: str, batch: Ba
     if moved != 1:
         raise OffsetMoved(shard)
     if archive_root is not None:  # before the counters move: the baseline must not include this batch
-        _record_archive(conn, batch, archive_root, received_at)
+        _start_archive(conn, archive_root, received_at)
     else:
         check_required(conn)
     if batch.operation is not None:  # an operator action is a batch of its own
@@ -249,7 +255,14 @@ def _apply(conn: Connection, sql: Statements, shard: int, old_id: str, batch: Ba
             conn.exec_driver_sql(sql.rejected, [{"shard": shard, "stream_id": batch.last_id, "reason": refused,
                                                  "payload": json.dumps(batch.operation.fields(), sort_keys=True),
                                                  "received_at": at}])
-        return
+    else:
+        _apply_counts(conn, sql, shard, batch, at)
+    if archive_root is not None:
+        _record_archive(conn, batch, received_at)
+
+
+def _apply_counts(conn: Connection, sql: Statements, shard: int, batch: Batch, at) -> None:
+    """The batch's reads, votes and dead letters."""
     plan = plan_votes(batch.votes.values(), _stored_votes(conn, sql, list(batch.votes)))
     sql.upsert(conn, sql.article_stats, _article_rows(batch, plan))
     sql.upsert(conn, sql.reads_hourly, _hourly_rows(batch))

@@ -390,3 +390,32 @@ def test_a_drainer_without_the_archive_stops_counting_once_archiving_has_started
         archiving.close()
 
     assert refused or audit_module.audit(engine, Archive(archive_dir)).drifted == []
+
+
+def test_a_batch_whose_archive_files_cannot_be_written_commits_nothing_and_is_counted_once_later(
+        settings, engine, redis, emitter, archive_dir, day0):
+    # The files are written beside the batch's statements; the transaction waits for them and fails with them.
+    events = mixed_events(day0, [f"article-{n}" for n in range(4)], n=60)
+    assert emitter.emit_many(events) == len(events)
+    entries = stream_entries(redis, settings)
+    archive_dir.mkdir()
+    blocker = archive_dir / f"day={datetime.fromtimestamp(day0 / 1000, UTC).date().isoformat()}"
+    blocker.write_text("a file where the first day's folder goes")
+    drainer = Drainer(replace(settings, archive=str(archive_dir)), engine=engine,
+                      redis=Redis.from_url(settings.redis_url))
+    try:
+        with pytest.raises(OSError):
+            for shard in settings.keys.drained:
+                drainer.drain(shard)
+        assert snapshot(engine) == tally([]), "a batch without its archive files changed counters"
+        assert recorded(engine) == []
+        assert stream_entries(redis, settings) == entries
+    finally:
+        drainer.close()
+    blocker.unlink()
+
+    drain(settings, archive_dir, batch_size=20)
+
+    valid = valid_entries(entries, set())
+    assert sorted(archived(engine, archive_dir)) == sorted(wire_row(shard, i, f) for shard, i, f in valid)
+    assert_same_state(snapshot(engine), tally(f for _, _, f in valid))
