@@ -131,7 +131,8 @@ class Archive:
 
         # One column at a time: zip(*counted) over a batch's 20,000 tuples costs ten times as much, all of it
         # holding the GIL the writer's thread needs.
-        ids, articles, ats, people, ratings = (list(map(itemgetter(field), counted)) for field in range(COUNTED_FIELDS))
+        ids, articles, ats, people, ratings = (list(map(itemgetter(field), counted))
+                                               for field in range(COUNTED_FIELDS))
         at = pa.array(ats, pa.int64())
         rating = pa.array(ratings, pa.float64())
         person = pa.array(people, pa.binary()).cast(pa.string())
