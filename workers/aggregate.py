@@ -65,9 +65,8 @@ class Batch:
     # With the archive on: every counted event, in stream order, as (raw stream id, article, at_ms,
     # visitor or voter as UTF-8 bytes (b"" or None: no visitor), rating or None for a read).
     counted: list[tuple[bytes, str, int, bytes | None, float | None]] | None = None
-    # The archive files holding `counted` (written before the transaction that names them), or, while
-    # another thread still writes them, `archiving`: the future of that list (see `archived()`).
-    files: list = field(default_factory=list)
+    # The archive files holding `counted`, as another thread writes them before the transaction that
+    # names them: the future of that list (see `archived()`); None without the archive.
     archiving: Future | None = None
     # An operator action (reset, unvote, undo) is a batch of its own: nothing else is in it.
     operation: OperationEntry | None = None
@@ -77,11 +76,9 @@ class Batch:
         return sum(a.reads for a in self.articles.values())
 
     def archived(self) -> list:
-        """`files`, once written (waiting for the thread that writes them; its error, if it failed)."""
-        if self.archiving is not None:
-            archiving, self.archiving = self.archiving, None
-            self.files = archiving.result()
-        return self.files
+        """The batch's archive files, once written (waiting for the thread that writes them; its error, if it
+        failed); none without the archive."""
+        return [] if self.archiving is None else self.archiving.result()
 
 
 def aggregate(

@@ -83,13 +83,10 @@ class BatchReader:
             return None
         batch = aggregate(entries, decoder=self._decoder, now_ms=self._clock_ms(), keep=self.archive is not None)
         if self.archive is not None:
-            op = batch.operation
-            if op is None:
-                batch.archiving = self._archiver.submit(self.archive.write, shard, batch.counted)
-            else:  # the archive keeps operator actions too, as rows of their own kind
-                batch.archiving = self._archiver.submit(
-                    self.archive.write, shard, [(batch.last_id.encode(), op.article_id, op.at_ms, op.voter, None)],
-                    kind=op.action)
+            rows, kind, op = batch.counted, None, batch.operation
+            if op is not None:  # the archive keeps operator actions too, as rows of their own kind
+                rows, kind = [(batch.last_id.encode(), op.article_id, op.at_ms, op.voter, None)], op.action
+            batch.archiving = self._archiver.submit(self.archive.write, shard, rows, kind=kind)
         return batch
 
     def start(self, stream: str, offset: str, shard: int = 0, *, first: bool = False) -> None:
