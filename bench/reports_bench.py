@@ -40,12 +40,11 @@ from readrate.reports.queries import TopQuery, top
 from readrate.reports.windows import Window
 from readrate.workers import schema
 from readrate.workers.db import make_engine, upgrade
-from readrate.events.clock import utc_now
+from readrate.events.clock import datetime_to_ms, utc_now
 
 PG_ADMIN_URL = os.environ.get("READRATE_BENCH_PG_URL") or os.environ.get(
     "READRATE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 TARGET_MS = {"top": 200, "article": 50}
-SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's storage format for DateTime on SQLite
 
 
 @dataclass(frozen=True)
@@ -179,9 +178,10 @@ def _executemany(conn, table: str, columns: tuple[str, ...], rows, chunk: int = 
 
 
 def _sqlite(value):
-    """Times as SQLAlchemy stores them on SQLite (text that sorts and compares like the times)."""
+    """Times as readrate stores them on SQLite: every time loaded here is an event time (epoch
+    milliseconds, schema.EventTime); days as text."""
     if isinstance(value, datetime):
-        return value.strftime(SQLITE_DATETIME)
+        return datetime_to_ms(value)
     return value.isoformat()
 
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Connection, Date, DateTime, Engine, Float, String, select
+from sqlalchemy import Connection, Date, Engine, Float, String, select
 
 from readrate.events.clock import EPOCH, MS_PER_HOUR
 from readrate.events.errors import ReadrateError
@@ -38,6 +38,7 @@ from readrate.workers.recompute import (
     sql_string,
 )
 from readrate.workers.schema import (
+    EventTime,
     archive_baseline,
     article_stats,
     reads_daily,
@@ -178,7 +179,7 @@ class Measure:
                        ELSE abs(d.value - a.value) > {RATING_TOLERANCE} END"""
 
 
-_HOUR = f"epoch_ms(CAST(hour AS TIMESTAMP)) // {MS_PER_HOUR}"
+_HOUR = f"hour // {MS_PER_HOUR}"
 _DAY = "CAST(day AS DATE) - DATE '1970-01-01'"
 MEASURES = [
     Measure("reads", "SELECT article_id, NULL, reads FROM db_article_stats",
@@ -195,7 +196,7 @@ MEASURES = [
             f"SELECT a, d, s FROM ({VOTES_BY_DAY}) AS t(a, d, n, s)"),
     Measure("vote", "SELECT article_id, voter_id, rating FROM db_votes",
             "SELECT article_id, voter, rating FROM current_votes"),
-    Measure("vote_at", "SELECT article_id, voter_id, epoch_ms(CAST(voted_at AS TIMESTAMP)) FROM db_votes",
+    Measure("vote_at", "SELECT article_id, voter_id, voted_at FROM db_votes",
             "SELECT article_id, voter, at_ms FROM current_votes"),
 ]
 
@@ -219,7 +220,7 @@ def _read_out(conn: Connection, folder: Path, since: date | None) -> dict[str, t
     """The database's counters (from `since` on, if given) as CSV files in `folder`, read in `conn`'s
     snapshot: {table name: (file, DuckDB column types)}. PostgreSQL writes them with COPY; SQLite builds the
     lines itself, an article's rows joined into one string, so Python handles one value per article, not
-    one per row and column. Times stay text, cast in DuckDB."""
+    one per row and column. Event times are read out as epoch milliseconds, days as text cast in DuckDB."""
     files = {}
     raw = conn.connection.driver_connection
     for table, (names, time_column) in STORED.items():
@@ -234,7 +235,8 @@ def _read_out(conn: Connection, folder: Path, since: date | None) -> dict[str, t
         with path.open("wb") as out:
             if conn.dialect.name == "postgresql":
                 with raw.cursor() as cursor, cursor.copy(
-                        f"COPY (SELECT {', '.join(names)} FROM {table.name}{where}) TO STDOUT (FORMAT csv)",
+                        f"COPY (SELECT {', '.join(_pg_csv(table.c[name]) for name in names)} FROM {table.name}"
+                        f"{where}) TO STDOUT (FORMAT csv)",
                         params) as copy:
                     for block in copy:
                         out.write(block)
@@ -251,20 +253,27 @@ def _read_out(conn: Connection, folder: Path, since: date | None) -> dict[str, t
 
 
 def _duck_type(column) -> str:
-    if isinstance(column.type, (String, Date, DateTime)):
+    if isinstance(column.type, (String, Date)):
         return "VARCHAR"
-    return "DOUBLE" if isinstance(column.type, Float) else "BIGINT"
+    return "DOUBLE" if isinstance(column.type, Float) else "BIGINT"  # event times: epoch milliseconds
+
+
+def _pg_csv(column) -> str:
+    """A column as PostgreSQL's COPY writes it: event times as epoch milliseconds, as SQLite stores them."""
+    if isinstance(column.type, EventTime):
+        return f"round(extract(epoch FROM {column.name}) * 1000)::bigint"
+    return column.name
 
 
 def _sqlite_csv(column) -> str:
-    """A column as one CSV field, in SQLite's SQL: text quoted (quotes doubled), numbers and times as they are."""
+    """A column as one CSV field, in SQLite's SQL: text quoted (quotes doubled), numbers and days as they are."""
     if isinstance(column.type, String):
         return f"""'"' || replace({column.name}, '"', '""') || '"'"""
     return f"coalesce({column.name}, '')"
 
 
 def _since_value(conn: Connection, column, since: date):
-    """`since` as the column's own values compare with it: SQLite stores dates and times as text."""
+    """`since` as the column's own values compare with it (SQLite: days as text, event times as integers)."""
     at = since if isinstance(column.type, Date) else datetime(since.year, since.month, since.day)
     store = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
     return at if store is None else store(at)

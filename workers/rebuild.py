@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection, Date, DateTime, Engine, delete, func, insert, select
+from sqlalchemy import Connection, Date, Engine, delete, func, insert, select
 
 from readrate.events.clock import MS_PER_DAY, MS_PER_HOUR, utc_now
 from readrate.events.errors import ReadrateError
@@ -43,6 +43,7 @@ from .recompute import (
     sql_string,
 )
 from .schema import (
+    EventTime,
     archive_baseline,
     archive_files,
     archive_state,
@@ -109,13 +110,13 @@ RECOMPUTED = {
 }
 
 
-def _rows_sql(table, *, as_text: bool) -> str:
-    """The table's recomputed rows in primary-key order (b-trees filled in key order); with `as_text`,
-    times and days as text the way SQLAlchemy stores them in SQLite."""
+def _rows_sql(table, *, sqlite: bool) -> str:
+    """The table's recomputed rows in primary-key order (b-trees filled in key order); for `sqlite`, values
+    as it stores them: event times (the counter tables' only times) as epoch milliseconds, days as text."""
     names = [c.name for c in table.columns]
     shown = names
-    if as_text:
-        shown = [f"strftime({n}, '%Y-%m-%d %H:%M:%S.%f')" if isinstance(c.type, DateTime)
+    if sqlite:
+        shown = [f"epoch_ms({n})" if isinstance(c.type, EventTime)
                  else f"CAST({n} AS VARCHAR)" if isinstance(c.type, Date) else n
                  for n, c in zip(names, table.columns)]
     keys = ", ".join(c.name for c in table.primary_key.columns)
@@ -178,7 +179,7 @@ def _json_chunks(duck) -> Iterator[tuple]:
         result = duck.execute(f"""
             SELECT count(*), '[' || string_agg(row, ',' ORDER BY n) || ']'
             FROM (SELECT json_array({names})::VARCHAR AS row, row_number() OVER () AS n
-                  FROM ({_rows_sql(table, as_text=True)}) AS t({names}))
+                  FROM ({_rows_sql(table, sqlite=True)}) AS t({names}))
             GROUP BY (n - 1) // {ROWS_PER_INSERT} ORDER BY min(n)""")
         while (chunk := result.fetchone()) is not None:
             yield table, *chunk
@@ -228,7 +229,7 @@ def _copy_postgres(conn: Connection, duck) -> dict[str, int]:
     with tempfile.TemporaryDirectory(prefix="readrate-rebuild-") as folder:
         for table in COUNTER_TABLES:
             path = Path(folder) / f"{table.name}.csv"
-            duck.execute(f"COPY ({_rows_sql(table, as_text=False)}) TO {sql_string(str(path))} "
+            duck.execute(f"COPY ({_rows_sql(table, sqlite=False)}) TO {sql_string(str(path))} "
                          "(FORMAT csv, HEADER false)")
             names = ", ".join(c.name for c in table.columns)
             with conn.connection.driver_connection.cursor() as cursor:

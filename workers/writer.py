@@ -79,8 +79,9 @@ def _latest(column, new):
 class Statements:
     """The batch statements of one dialect, compiled once, with its value converters.
 
-    Times go in as text, `YYYY-MM-DD HH:MM:SS.ffffff` and `YYYY-MM-DD`: exactly what
-    SQLAlchemy stores in SQLite (tests hold them equal), and what PostgreSQL parses.
+    Event times (schema.EventTime) go in as epoch milliseconds on SQLite and as text
+    `YYYY-MM-DD HH:MM:SS.ffffff` on PostgreSQL, which parses it; days as `YYYY-MM-DD`, what
+    SQLAlchemy stores in SQLite (tests hold them equal).
     """
 
     def __init__(self, dialect_name: str) -> None:
@@ -91,6 +92,8 @@ class Statements:
         # dialect_impl: the generic types have no SQLite processor, and sqlite3's own adapter drops the
         # ".000000" SQLAlchemy writes in queries, so stored times would not compare as text with bound ones.
         self.datetime = DateTime().dialect_impl(self.dialect).bind_processor(self.dialect) or (lambda v: v)
+        # epoch ms -> an event time as stored (EventTime: the integer itself on SQLite)
+        self.event_time = time_text if self.postgresql else int
 
         def upsert(table, keys, set_):
             stmt = module.insert(table)
@@ -166,7 +169,8 @@ def day_text(day: int) -> str:
 
 
 def time_text(at_ms: int) -> str:
-    """Epoch milliseconds as SQLAlchemy stores a DateTime in SQLite: `YYYY-MM-DD HH:MM:SS.ffffff`."""
+    """Epoch milliseconds as `YYYY-MM-DD HH:MM:SS.ffffff` (SQLAlchemy's DateTime text on SQLite): how event
+    times travel to PostgreSQL in the JSON rows."""
     day, rest = divmod(at_ms, MS_PER_DAY)
     prefix = _DAY_TEXT.get(day)
     if prefix is None:
@@ -264,8 +268,8 @@ def _apply(conn: Connection, sql: Statements, shard: int, old_id: str, batch: Ba
 def _apply_counts(conn: Connection, sql: Statements, shard: int, batch: Batch, at) -> None:
     """The batch's reads, votes and dead letters."""
     plan = plan_votes(batch.votes.values(), _stored_votes(conn, sql, list(batch.votes)))
-    sql.upsert(conn, sql.article_stats, _article_rows(batch, plan))
-    sql.upsert(conn, sql.reads_hourly, _hourly_rows(batch))
+    sql.upsert(conn, sql.article_stats, _article_rows(batch, plan, sql.event_time))
+    sql.upsert(conn, sql.reads_hourly, _hourly_rows(batch, sql.event_time))
     sql.upsert(conn, sql.reads_daily, _daily_rows(batch))
     sql.upsert(conn, sql.votes_daily, [
         {"article_id": a, "day": day_text(d), "votes": n, "rating_sum": s}
@@ -278,7 +282,7 @@ def _apply_counts(conn: Connection, sql: Statements, shard: int, batch: Batch, a
                      emptied)
     sql.upsert(conn, sql.votes, [
         {"article_id": v.article_id, "voter_id": v.voter, "rating": v.rating,
-         "voted_at": time_text(v.at_ms)}
+         "voted_at": sql.event_time(v.at_ms)}
         for v in sorted(plan.upserts, key=lambda v: (v.article_id, v.voter))
     ])
     if batch.rejected:
@@ -294,15 +298,14 @@ def _stored_votes(conn: Connection, sql: Statements, keys: list[tuple[str, str]]
     for start in range(0, len(keys), VOTE_LOOKUP_CHUNK):
         query, params = sql.stored_votes(keys[start:start + VOTE_LOOKUP_CHUNK])
         for article_id, voter_id, rating, voted_at in conn.exec_driver_sql(query, params).all():
-            if not isinstance(voted_at, datetime):  # SQLite hands back its text form
-                voted_at = datetime.fromisoformat(voted_at)
-            stored[(article_id, voter_id)] = (rating, datetime_to_ms(voted_at))
+            # PostgreSQL hands back a datetime, SQLite the stored epoch milliseconds
+            stored[(article_id, voter_id)] = (rating, datetime_to_ms(voted_at) if sql.postgresql else voted_at)
     return stored
 
 
-def _article_rows(batch: Batch, plan: VotePlan) -> list[dict]:
+def _article_rows(batch: Batch, plan: VotePlan, event_time) -> list[dict]:
     def at(ms: int | None):
-        return None if ms is None else time_text(ms)
+        return None if ms is None else event_time(ms)
 
     rows = []
     for article_id in sorted(batch.articles.keys() | plan.articles.keys()):
@@ -320,8 +323,8 @@ def _article_rows(batch: Batch, plan: VotePlan) -> list[dict]:
     return rows
 
 
-def _hourly_rows(batch: Batch) -> list[dict]:
-    hours = {hour: time_text(hour * MS_PER_HOUR) for _, hour in batch.hourly}
+def _hourly_rows(batch: Batch, event_time) -> list[dict]:
+    hours = {hour: event_time(hour * MS_PER_HOUR) for _, hour in batch.hourly}
     return [{"article_id": a, "hour": hours[h], "reads": n} for (a, h), n in sorted(batch.hourly.items())]
 
 

@@ -6,6 +6,8 @@ import subprocess
 from datetime import datetime
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from helpers import READRATE, env_for
@@ -13,8 +15,8 @@ from sqlalchemy import insert, inspect, select
 
 from readrate.events.errors import DatabaseUnavailable
 from readrate.reports.localredis import free_port
-from readrate.workers.db import current_revision, head_revision, make_engine, upgrade
-from readrate.workers.schema import article_stats, metadata
+from readrate.workers.db import _alembic_config, current_revision, head_revision, make_engine, upgrade
+from readrate.workers.schema import article_stats, metadata, reads_hourly, votes
 
 TABLES = {
     "article_stats", "reads_hourly", "reads_daily", "votes_daily", "votes", "articles", "stream_offsets",
@@ -80,6 +82,67 @@ def test_upgrading_twice_changes_nothing_and_keeps_the_data(fresh):
     assert differences(fresh) == []
     with fresh.connect() as conn:
         assert conn.execute(select(article_stats.c.article_id, article_stats.c.reads)).all() == [("a", 3)]
+
+
+# Revision 0004's event-time columns: SQLAlchemy's DateTime (text on SQLite, TIMESTAMP on PostgreSQL).
+OLD = sa.MetaData()
+OLD_TABLES = [
+    sa.Table("article_stats", OLD, sa.Column("article_id", sa.String), sa.Column("reads", sa.Integer),
+             sa.Column("votes", sa.Integer), sa.Column("rating_sum", sa.Float),
+             *(sa.Column(name, sa.DateTime) for name in ("first_event_at", "last_read_at", "last_vote_at"))),
+    sa.Table("reads_hourly", OLD, sa.Column("article_id", sa.String), sa.Column("hour", sa.DateTime),
+             sa.Column("reads", sa.Integer)),
+    sa.Table("votes", OLD, sa.Column("article_id", sa.String), sa.Column("voter_id", sa.String),
+             sa.Column("rating", sa.Float), sa.Column("voted_at", sa.DateTime)),
+]
+ROWS = {
+    "article_stats": [{"article_id": "a", "reads": 3, "votes": 1, "rating_sum": 4.5,
+                       "first_event_at": datetime(2025, 1, 1, 9, 30, 0, 125000),
+                       "last_read_at": datetime(2025, 1, 2, 23, 59, 59, 999000), "last_vote_at": None}],
+    "reads_hourly": [{"article_id": "a", "hour": datetime(2025, 1, 1, 9), "reads": 2},
+                     {"article_id": "a", "hour": datetime(2025, 1, 2, 23), "reads": 1}],
+    "votes": [{"article_id": "a", "voter_id": "v", "rating": 4.5, "voted_at": datetime(2024, 12, 31, 0, 0, 0, 1000)}],
+}
+
+
+def _read(conn, tables) -> dict:
+    return {t.name: [dict(row._mapping) for row in conn.execute(select(t).order_by(*t.c))] for t in tables}
+
+
+def test_0005_keeps_every_event_time_exactly_and_stores_them_as_integers_on_sqlite(fresh):
+    upgrade(fresh, "0004")
+    with fresh.begin() as conn:
+        for table in OLD_TABLES:
+            conn.execute(insert(table), ROWS[table.name])
+
+    upgrade(fresh)
+
+    assert differences(fresh) == []
+    with fresh.connect() as conn:
+        assert _read(conn, [article_stats, reads_hourly, votes]) == ROWS
+        # window queries bind datetimes, compared with the stored times
+        assert conn.scalar(select(reads_hourly.c.reads).where(reads_hourly.c.hour >= datetime(2025, 1, 2))) == 1
+        if fresh.dialect.name == "sqlite":
+            assert conn.exec_driver_sql("SELECT voted_at, typeof(voted_at) FROM votes").all() == \
+                [(1735603200001, "integer")]
+            assert conn.exec_driver_sql("SELECT first_event_at FROM article_stats").scalar() == 1735723800125
+
+
+def test_0005_downgrades_to_the_same_times_as_revision_0004_stored_them(fresh):
+    upgrade(fresh)
+    with fresh.begin() as conn:
+        for table in (article_stats, reads_hourly, votes):
+            conn.execute(insert(table), ROWS[table.name])
+
+    with fresh.connect() as conn:
+        command.downgrade(_alembic_config(conn), "0004")
+        conn.commit()
+
+    assert current_revision(fresh) == "0004"
+    with fresh.connect() as conn:
+        assert _read(conn, OLD_TABLES) == ROWS
+        if fresh.dialect.name == "sqlite":
+            assert conn.exec_driver_sql("SELECT voted_at FROM votes").scalar() == "2024-12-31 00:00:00.001000"
 
 
 def test_several_processes_upgrading_a_fresh_database_at_once_all_succeed(settings, fresh):
