@@ -63,7 +63,7 @@ ROWS_PER_INSERT = 50_000
 # SQLite's order: a table DuckDB writes quickly first (SQLite waits for it), then the ones SQLite takes longest
 # over, while DuckDB writes the rest.
 JSON_ORDER = (votes_daily, reads_daily, votes, reads_hourly, article_stats)
-JSON_CHUNKS_AHEAD = 48  # about 150 MB of JSON: DuckDB can finish the next table while SQLite fills this one
+JSON_CHUNKS_AHEAD = 48  # about 120 MB of JSON: DuckDB can finish the next table while SQLite fills this one
 COPY_BLOCK_BYTES = 1 << 20
 # CREATE INDEX sorts in runs the size of the page cache, each run by a helper thread: with the usual 32 MB
 # cache and 4 helpers the 10M rebuild's votes and reads_hourly indexes took 4.8 s instead of 6.7 s with one
