@@ -5,6 +5,8 @@ the same way; buckets are by event time, not arrival time. The times of events i
 the counter tables (`EVENT_TIME`) are stored as epoch milliseconds on SQLite.
 """
 
+from datetime import timedelta
+
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
@@ -21,7 +23,7 @@ from sqlalchemy import (
     TypeDecorator,
 )
 
-from readrate.events.clock import datetime_to_ms, ms_to_datetime
+from readrate.events.clock import EPOCH, ms_to_datetime, naive_utc
 
 metadata = MetaData(
     naming_convention={
@@ -37,13 +39,16 @@ ID = String(128)
 COUNT = BigInteger
 # 53-bit mantissa: sums of half stars are exact up to 2**52 votes.
 RATING = Float(precision=53)
+MILLISECOND = timedelta(milliseconds=1)
 
 
 class EventTime(TypeDecorator):
     """An event's time (a naive UTC datetime in Python): TIMESTAMP on PostgreSQL, epoch milliseconds as an
     integer on SQLite. SQLite's own form of a time is 26 bytes of text: as integers the votes and hourly
     tables, with their indexes, take a third less room, and a rebuild writes and sorts that much less
-    (bench/design_measurements.md). Queries bind and read datetimes on both databases as before."""
+    (bench/design_measurements.md). Queries bind and read datetimes on both databases as before; a bound
+    time between two milliseconds goes up to the next one, so `>=` and `<` select what they would with the
+    exact time (the stored times are whole milliseconds)."""
 
     impl = DateTime
     cache_ok = True
@@ -54,7 +59,7 @@ class EventTime(TypeDecorator):
     def process_bind_param(self, value, dialect):
         if value is None or dialect.name != "sqlite":
             return value
-        return datetime_to_ms(value)
+        return -((EPOCH - naive_utc(value)) // MILLISECOND)  # epoch milliseconds, rounded up
 
     def process_result_value(self, value, dialect):
         if value is None or dialect.name != "sqlite":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -186,3 +186,22 @@ def test_a_sqlite_database_in_a_directory_that_does_not_exist_yet_is_created(tmp
     assert upgrade(engine) == head_revision()
     assert (tmp_path / "new" / "dir" / "readrate.db").exists()
     engine.dispose()
+
+
+def test_event_times_compare_with_bound_times_between_milliseconds_as_the_exact_times_do(fresh):
+    upgrade(fresh)
+    at = datetime(2025, 3, 1, 12, 0, 0, 7000)  # votes are stored to the millisecond
+    with fresh.begin() as conn:
+        conn.execute(insert(votes), [{"article_id": "a", "voter_id": "v", "rating": 3.0, "voted_at": at}])
+
+    def voters(*conditions) -> list[str]:
+        with fresh.connect() as conn:
+            return list(conn.scalars(select(votes.c.voter_id).where(*conditions)))
+
+    half_after, half_before = at + timedelta(microseconds=500), at - timedelta(microseconds=500)
+    assert voters(votes.c.voted_at < half_after) == ["v"]
+    assert voters(votes.c.voted_at >= half_after) == []
+    assert voters(votes.c.voted_at >= half_before) == ["v"]
+    assert voters(votes.c.voted_at < half_before) == []
+    assert voters(votes.c.voted_at == at, votes.c.voted_at >= at, votes.c.voted_at < at + timedelta(milliseconds=1)) \
+        == ["v"]
