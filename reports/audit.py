@@ -235,8 +235,8 @@ def _read_out(conn: Connection, folder: Path, since: date | None) -> dict[str, t
         with path.open("wb") as out:
             if conn.dialect.name == "postgresql":
                 with raw.cursor() as cursor, cursor.copy(
-                        f"COPY (SELECT {', '.join(_pg_csv(table.c[name]) for name in names)} FROM {table.name}"
-                        f"{where}) TO STDOUT (FORMAT csv)",
+                        f"COPY (SELECT {', '.join(_pg_csv(table.c[name]) for name in names)} "
+                        f"FROM {table.name}{where}) TO STDOUT (FORMAT csv)",
                         params) as copy:
                     for block in copy:
                         out.write(block)
@@ -266,7 +266,8 @@ def _pg_csv(column) -> str:
 
 
 def _sqlite_csv(column) -> str:
-    """A column as one CSV field, in SQLite's SQL: text quoted (quotes doubled), numbers and days as they are."""
+    """A column as one CSV field, in SQLite's SQL: text quoted (quotes doubled), numbers and days as they
+    are."""
     if isinstance(column.type, String):
         return f"""'"' || replace({column.name}, '"', '""') || '"'"""
     return f"coalesce({column.name}, '')"

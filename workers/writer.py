@@ -299,7 +299,8 @@ def _stored_votes(conn: Connection, sql: Statements, keys: list[tuple[str, str]]
         query, params = sql.stored_votes(keys[start:start + VOTE_LOOKUP_CHUNK])
         for article_id, voter_id, rating, voted_at in conn.exec_driver_sql(query, params).all():
             # PostgreSQL hands back a datetime, SQLite the stored epoch milliseconds
-            stored[(article_id, voter_id)] = (rating, datetime_to_ms(voted_at) if sql.postgresql else voted_at)
+            at_ms = datetime_to_ms(voted_at) if sql.postgresql else voted_at
+            stored[(article_id, voter_id)] = (rating, at_ms)
     return stored
 
 

@@ -101,7 +101,8 @@ ROWS = {
                        "last_read_at": datetime(2025, 1, 2, 23, 59, 59, 999000), "last_vote_at": None}],
     "reads_hourly": [{"article_id": "a", "hour": datetime(2025, 1, 1, 9), "reads": 2},
                      {"article_id": "a", "hour": datetime(2025, 1, 2, 23), "reads": 1}],
-    "votes": [{"article_id": "a", "voter_id": "v", "rating": 4.5, "voted_at": datetime(2024, 12, 31, 0, 0, 0, 1000)}],
+    "votes": [{"article_id": "a", "voter_id": "v", "rating": 4.5,
+               "voted_at": datetime(2024, 12, 31, 0, 0, 0, 1000)}],
 }
 
 
@@ -121,7 +122,8 @@ def test_0005_keeps_every_event_time_exactly_and_stores_them_as_integers_on_sqli
     with fresh.connect() as conn:
         assert _read(conn, [article_stats, reads_hourly, votes]) == ROWS
         # window queries bind datetimes, compared with the stored times
-        assert conn.scalar(select(reads_hourly.c.reads).where(reads_hourly.c.hour >= datetime(2025, 1, 2))) == 1
+        since = datetime(2025, 1, 2)
+        assert conn.scalar(select(reads_hourly.c.reads).where(reads_hourly.c.hour >= since)) == 1
         if fresh.dialect.name == "sqlite":
             assert conn.exec_driver_sql("SELECT voted_at, typeof(voted_at) FROM votes").all() == \
                 [(1735603200001, "integer")]
@@ -203,5 +205,5 @@ def test_event_times_compare_with_bound_times_between_milliseconds_as_the_exact_
     assert voters(votes.c.voted_at >= half_after) == []
     assert voters(votes.c.voted_at >= half_before) == ["v"]
     assert voters(votes.c.voted_at < half_before) == []
-    assert voters(votes.c.voted_at == at, votes.c.voted_at >= at, votes.c.voted_at < at + timedelta(milliseconds=1)) \
-        == ["v"]
+    next_ms = at + timedelta(milliseconds=1)
+    assert voters(votes.c.voted_at == at, votes.c.voted_at >= at, votes.c.voted_at < next_ms) == ["v"]
